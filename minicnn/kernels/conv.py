@@ -1,0 +1,77 @@
+"""2-D convolution as im2col + one matrix product + fused bias/activation.
+
+Forward (X: (N, H, W, C_in), W: (K_h, K_w, C_in, C_out), b: (C_out,)):
+
+    cols = im2col(X)                                  (N*H_out*W_out, K_h*K_w*C_in)
+    Z    = cols @ W_2d + b,   W_2d = W.reshape(K_h*K_w*C_in, C_out)
+    Y    = act(Z)                                     reshaped to (N, H_out, W_out, C_out)
+
+Backward, from dY = dL/dY:
+
+    dZ   = act'(dY, Y)                                (N*H_out*W_out, C_out)
+    dW   = cols^T @ dZ          reshaped to (K_h, K_w, C_in, C_out)
+    db   = sum of dZ over rows
+    dX   = col2im(dZ @ W_2d^T)
+
+The forward caches cols, W and Y (named fields of Conv2DCache), and Z only after a
+sigmoid, so that the loss can start from the logits.
+"""
+from typing import NamedTuple, Optional
+
+import numpy as np
+
+from minicnn.kernels.elementwise import activation_backward, bias_activation
+from minicnn.kernels.geometry import window_output_size
+from minicnn.kernels.im2col import col2im, im2col
+
+
+class Conv2DCache(NamedTuple):
+    cols: np.ndarray            # (N*H_out*W_out, K_h*K_w*C_in)
+    kernel: np.ndarray          # (K_h, K_w, C_in, C_out)
+    y: np.ndarray               # (N, H_out, W_out, C_out), the activated output
+    x_shape: tuple
+    strides: tuple
+    pads: tuple
+    activation: int
+
+
+def conv2d_forward(x, kernel, bias, strides, pads, activation=0, keep_cache=True):
+    """Returns (y, logits, cache).
+
+    logits is Z (N, H_out, W_out, C_out) after a sigmoid, else None; cache is None
+    when keep_cache is False (inference).
+    """
+    k_h, k_w, c_in, c_out = kernel.shape
+    cols = im2col(x, (k_h, k_w), strides, pads)
+    n = x.shape[0]
+    rows = cols.shape[0] // n if n else 0
+    z = cols @ kernel.reshape(k_h * k_w * c_in, c_out)        # the one BLAS call
+    b = bias if bias is not None else np.zeros(c_out, dtype=z.dtype)
+    y2d, logits = bias_activation(z, b, activation, keep_logits=True)
+    h_out = window_output_size(x.shape[1], k_h, strides[0], pads[0], pads[1])
+    w_out = rows // h_out if h_out else 0
+    y = y2d.reshape(n, h_out, w_out, c_out)
+    if logits is not None:
+        logits = logits.reshape(y.shape)
+    cache = Conv2DCache(cols, kernel, y, x.shape, strides, pads, activation) if keep_cache else None
+    return y, logits, cache
+
+
+def conv2d_backward(dy, cache: Conv2DCache, need_dx=True, need_dw=True, need_db=True,
+                    from_logits=False):
+    """Returns (dX, dW, db), each None when not asked for; dy and the cache are not modified.
+
+    With from_logits, dy is already dL/dZ (the loss differentiated the logits directly).
+    """
+    k_h, k_w, c_in, c_out = cache.kernel.shape
+    if from_logits:
+        dz = np.ascontiguousarray(dy).reshape(-1, c_out)
+    else:
+        dz = activation_backward(dy, cache.y, cache.activation).reshape(-1, c_out)
+    dw = (cache.cols.T @ dz).reshape(cache.kernel.shape) if need_dw else None
+    db = dz.sum(axis=0) if need_db else None
+    dx: Optional[np.ndarray] = None
+    if need_dx:
+        dcols = dz @ cache.kernel.reshape(k_h * k_w * c_in, c_out).T
+        dx = col2im(dcols, cache.x_shape, (k_h, k_w), cache.strides, cache.pads)
+    return dx, dw, db

@@ -1,0 +1,92 @@
+"""Fused bias + activation, and the activation's backward, one pass each.
+
+Activations are passed as integer codes (ACTIVATION_CODES) so that one kernel
+serves them all:
+
+    linear   y = z                         dz = dy
+    relu     y = max(z, 0)                 dz = dy * [y > 0]      (derivative 0 at 0)
+    sigmoid  y = 1 / (1 + exp(-z))         dz = dy * y * (1 - y)
+             computed as 0.5 * tanh(z / 2) + 0.5, which cannot overflow.
+
+The backward is written in terms of the output y, so forward keeps y (not z).
+"""
+import numpy as np
+from numba import njit, prange
+
+ACTIVATION_CODES = {"linear": 0, "relu": 1, "sigmoid": 2}
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def _bias_activation(z, b, code):
+    m, c = z.shape
+    for r in prange(m):
+        for ch in range(c):
+            v = z[r, ch] + b[ch]
+            if code == 1:
+                v = max(v, 0.0)
+            elif code == 2:
+                v = 0.5 * np.tanh(0.5 * v) + 0.5
+            z[r, ch] = v
+    return z
+
+
+def bias_activation(z, b, code, keep_logits=False):
+    """y = act(z + b), written over z (the fresh output of a matmul).
+
+    z: ndarray of shape (M, C), C-contiguous; b: ndarray of shape (C,).
+    Returns (y, logits): y is z's memory; logits is None unless keep_logits is set
+    and the activation is sigmoid, in which case it is a separate array holding z + b
+    (the loss is then computed from logits, as Keras does after a sigmoid).
+    """
+    if keep_logits and code == ACTIVATION_CODES["sigmoid"]:
+        logits = _bias_activation(z, b, 0)
+        return _bias_activation(logits.copy(), np.zeros_like(b), code), logits
+    return _bias_activation(z, b, code), None
+
+
+def bias_activation_reference(z, b, code, keep_logits=False):
+    """NumPy twin of bias_activation (also writes over z)."""
+    z += b
+    logits = z.copy() if keep_logits and code == 2 else None
+    if code == 1:
+        np.maximum(z, 0, out=z)
+    elif code == 2:
+        z[...] = 0.5 * np.tanh(0.5 * z) + 0.5
+    return z, logits
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def _activation_backward(dy, y, code):
+    m, c = dy.shape
+    dz = np.empty_like(dy)
+    for r in prange(m):
+        for ch in range(c):
+            g = dy[r, ch]
+            if code == 1:
+                g = g if y[r, ch] > 0 else 0.0
+            elif code == 2:
+                g = g * y[r, ch] * (1.0 - y[r, ch])
+            dz[r, ch] = g
+    return dz
+
+
+def activation_backward(dy, y, code):
+    """dz = dL/dz from dy = dL/dy and the forward output y; dy is not modified.
+
+    dy, y: ndarrays of the same shape (..., C). Returns dz of that shape.
+    """
+    if code == 0:
+        return dy.copy()
+    shape = dy.shape
+    dz = _activation_backward(np.ascontiguousarray(dy).reshape(-1, shape[-1]),
+                              np.ascontiguousarray(y).reshape(-1, shape[-1]), code)
+    return dz.reshape(shape)
+
+
+def activation_backward_reference(dy, y, code):
+    """NumPy twin of activation_backward."""
+    if code == 1:
+        return dy * (y > 0)
+    if code == 2:
+        return dy * y * (1 - y)
+    return dy.copy()

@@ -1,0 +1,66 @@
+"""MaxPooling2D."""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from minicnn.kernels import maxpool_backward, maxpool_forward
+from minicnn.layers.base import Layer
+from minicnn.shapes import normalize_padding, normalize_tuple, window_2d
+
+
+class _PoolCache(NamedTuple):
+    argmax: np.ndarray      # (N, H_out, W_out, C) int32, flat index ih*W + iw
+    x_shape: tuple
+
+
+class MaxPooling2D(Layer):
+    """Max-pooling over K_h x K_w windows, per channel.
+
+    Input  X: ndarray of shape (N, H, W, C)      Output Y: (N, H_out, W_out, C)
+
+        Y[n, i, j, c] = max_{p < K_h, q < K_w} X[n, i*S_h - P_top + p, j*S_w - P_left + q, c]
+
+    strides default to pool_size. 'valid': H_out = floor((H - K_h) / S_h) + 1 (15 -> 7 for
+    a 2x2 pool); 'same': H_out = ceil(H / S_h), padded cells never win. No parameters.
+
+    Forward caches the argmax (first maximum in row-major window order). Backward
+    routes each dY entry to its argmax and adds where windows overlap:
+        dX[n, ih, iw, c] = sum_{(i, j): argmax[n, i, j, c] = (ih, iw)} dY[n, i, j, c]
+    """
+
+    def __init__(self, pool_size=(2, 2), strides=None, padding="valid", input_shape=None,
+                 name=None, trainable=True, dtype="float32"):
+        super().__init__(name=name, trainable=trainable, input_shape=input_shape, dtype=dtype)
+        label = self._label()
+        self.pool_size = normalize_tuple(pool_size, 2, "pool_size", label)
+        self.strides = self.pool_size if strides is None else \
+            normalize_tuple(strides, 2, "strides", label)
+        self.padding = normalize_padding(padding, label)
+
+    def compute_output_shape(self, input_shape):
+        self._require_rank(input_shape, 4, "(N, H, W, C)")
+        _, h, w, c = input_shape
+        win = window_2d(h, w, self.pool_size, self.strides, self.padding)
+        if win.h_out <= 0 or win.w_out <= 0:
+            raise self._error(f"pool_size {self.pool_size} is larger than its input "
+                              f"(H, W) = {(h, w)} with padding='valid'")
+        self._pads = win[2:]
+        return (None, win.h_out, win.w_out, c)
+
+    def forward(self, x, training=False, keep_cache=None):
+        x = self._check_input(x)
+        keep_cache = training if keep_cache is None else keep_cache
+        y, argmax = maxpool_forward(x, self.pool_size, self.strides, self._pads)
+        self._cache = _PoolCache(argmax, x.shape) if keep_cache else None
+        return y
+
+    def backward(self, dy, need_dx=True):
+        cache = self._require_cache()
+        self.grads = []
+        return maxpool_backward(dy, cache.argmax, cache.x_shape) if need_dx else None
+
+    def get_config(self):
+        return {**super().get_config(), "pool_size": list(self.pool_size),
+                "strides": list(self.strides), "padding": self.padding}

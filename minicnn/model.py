@@ -1,0 +1,496 @@
+"""Sequential: a stack of layers that builds, summarises, trains and predicts like Keras.
+
+A Sequential is itself a Layer, so a model can sit inside another model (the lecture
+puts the VGG16 conv base inside its classifier).
+
+One training step (train_on_batch, and each step of fit):
+
+    out = forward(x, training=True)                 layer by layer, caching for backward
+    L, dL/dout = loss(y, out)                       from the logits when the output is a sigmoid
+    backward(dL/dout)                               layer by layer in reverse, setting grads
+    optimizer.apply(trainable_weights, trainable_grads)
+
+Backward visits only the layers it must: nothing before the first layer with trainable
+weights (a frozen base, or the first Conv2D's input gradient), and such layers keep no
+cache in forward.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from minicnn import losses, metrics as metrics_lib, optimizers
+from minicnn.callbacks import History
+from minicnn.layers.base import Layer
+from minicnn.progress import Progress
+from minicnn.shapes import format_shape
+
+
+class Sequential(Layer):
+    """Sequential(layers=None, name=None, seed=None).
+
+    `seed` makes a run repeatable: weight initialisation, dropout masks and shuffling
+    all draw from numpy Generators spawned from it.
+    """
+
+    def __init__(self, layers=None, name=None, seed=None, trainable=True):
+        self.layers: list[Layer] = []
+        super().__init__(name=name, trainable=trainable)
+        self.seed = seed
+        self._seeds = np.random.SeedSequence(seed)
+        self._shuffle_rng = np.random.default_rng(self._seeds.spawn(1)[0])
+        self.optimizer = None
+        self.loss = None
+        self.metrics: list[str] = []
+        # Whether backward must return dL/dx for this model's input. A model inside
+        # another gets it set by the outer model before each forward; a top-level
+        # model being trained does not need it.
+        self.input_grad_needed = True
+        for layer in layers or []:
+            self.add(layer)
+
+    # -- structure ----------------------------------------------------------
+    def add(self, layer) -> None:
+        if not isinstance(layer, Layer):
+            raise TypeError(f"{self._label()}: add() expects a minicnn layer; "
+                            f"received {type(layer).__name__}")
+        if layer is self:
+            raise ValueError(f"{self._label()}: a model cannot contain itself")
+        if any(existing.name == layer.name for existing in self.layers):
+            raise ValueError(f"{self._label()}: a layer named {layer.name!r} is already in the "
+                             f"model; layer names must be unique")
+        if not self.layers:
+            if layer.batch_input_shape is not None:
+                self.batch_input_shape = layer.batch_input_shape
+            elif layer.built:
+                self.batch_input_shape = layer.input_shape
+        self.layers.append(layer)
+        if self.built or self.batch_input_shape is not None:
+            try:
+                self._build_from(len(self.layers) - 1)
+            except ValueError:
+                self.layers.pop()
+                raise
+
+    def _build_from(self, start: int) -> None:
+        shape = self.batch_input_shape if start == 0 else self.layers[start - 1].output_shape
+        for layer in self.layers[start:]:
+            if layer.built:
+                if tuple(layer.input_shape[1:]) != tuple(shape[1:]):
+                    raise layer._error(f"was built for inputs {format_shape(layer.input_shape)} "
+                                       f"but receives {format_shape(shape)}")
+                shape = layer.output_shape
+            else:
+                shape = layer.build(shape, rng=np.random.default_rng(self._seeds.spawn(1)[0]))
+        self.input_shape = (None,) + tuple(self.batch_input_shape[1:])
+        self.output_shape = shape
+        self.built = True
+
+    def build(self, input_shape, rng=None):
+        if not self.layers:
+            raise ValueError(f"{self._label()}: cannot build a model with no layers")
+        if self.seed is None and rng is not None:
+            self._seeds = np.random.SeedSequence(int(rng.integers(2 ** 63)))
+        input_shape = (None,) + tuple(input_shape[1:])
+        if self.batch_input_shape is not None and input_shape[1:] != self.batch_input_shape[1:]:
+            raise self._error(f"expects inputs of shape {format_shape(self.batch_input_shape)}; "
+                              f"received {format_shape(input_shape)}")
+        self.batch_input_shape = input_shape
+        self._build_from(0)
+        return self.output_shape
+
+    def _ensure_built(self, x: np.ndarray) -> None:
+        if not self.built:
+            if not self.layers:
+                raise ValueError(f"{self._label()}: the model has no layers")
+            self.build((None,) + x.shape[1:])
+        if x.ndim != len(self.input_shape) or x.shape[1:] != tuple(self.input_shape[1:]):
+            expected = format_shape(("N",) + tuple(self.input_shape[1:])).replace("'", "")
+            raise ValueError(f"{self._label()}: expected input of shape {expected}; "
+                             f"received {x.shape}")
+
+    def get_layer(self, name=None, index=None) -> Layer:
+        if index is not None:
+            if not -len(self.layers) <= index < len(self.layers):
+                raise ValueError(f"{self._label()}: no layer at index {index}; the model has "
+                                 f"{len(self.layers)} layers")
+            return self.layers[index]
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise ValueError(f"{self._label()}: no layer named {name!r}; existing layers are "
+                         f"{[layer.name for layer in self.layers]}")
+
+    @property
+    def trainable(self) -> bool:
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, value) -> None:
+        # As in Keras: setting it on a model sets it on every layer inside.
+        self._trainable = bool(value)
+        for layer in self.layers:
+            layer.trainable = value
+
+    def set_dtype(self, dtype) -> None:
+        self.dtype = np.dtype(dtype)
+        for layer in self.layers:
+            layer.set_dtype(dtype)
+
+    # -- weights ------------------------------------------------------------
+    @property
+    def params(self):
+        return [p for layer in self.layers for p in layer.params]
+
+    @property
+    def trainable_weights(self):
+        if not self.trainable:
+            return []
+        return [w for layer in self.layers for w in layer.trainable_weights]
+
+    @property
+    def non_trainable_weights(self):
+        if not self.trainable:
+            return self.params
+        return [w for layer in self.layers for w in layer.non_trainable_weights]
+
+    @property
+    def grads(self):
+        return self.trainable_grads
+
+    @grads.setter
+    def grads(self, value):
+        pass        # a model's gradients are its layers'; Layer.__init__ assigns []
+
+    @property
+    def trainable_grads(self):
+        if not self.trainable:
+            return []
+        return [g for layer in self.layers for g in layer.trainable_grads]
+
+    def count_params(self) -> int:
+        if not self.built:
+            raise ValueError(f"{self._label()}: the model is not built yet; give its first "
+                             f"layer input_shape=... or call it on a batch of data first")
+        return int(sum(p.size for p in self.params))
+
+    def get_weights(self):
+        return [w for layer in self.layers for w in layer.get_weights()]
+
+    def set_weights(self, weights) -> None:
+        """Keras order: layer by layer, kernel then bias. Checked whole before anything is set."""
+        weights = list(weights)
+        expected = [p.shape for p in self.params]
+        if len(weights) != len(expected):
+            raise ValueError(f"{self._label()}: set_weights expected {len(expected)} arrays "
+                             f"(model weights in Keras order); received {len(weights)}")
+        for i, (w, shape) in enumerate(zip(weights, expected)):
+            if np.shape(w) != shape:
+                owner = self._owner_of(i)
+                raise ValueError(f"{self._label()}: set_weights: array {i} (for {owner}) "
+                                 f"expected shape {shape}; received {np.shape(w)}")
+        start = 0
+        for layer in self.layers:
+            n = len(layer.params)
+            layer.set_weights(weights[start:start + n])
+            start += n
+
+    def _owner_of(self, index: int) -> str:
+        for layer in self.layers:
+            n = len(layer.params)
+            if index < n:
+                return layer._label()
+            index -= n
+        return "?"
+
+    # -- forward and backward ------------------------------------------------------
+    def _backward_plan(self, need_input_grad: bool):
+        """(first, needs_dx): the first layer backward visits, and per layer whether it must
+        return dL/dx (true once any layer before it has trainable weights)."""
+        needs_dx, need = [], need_input_grad
+        first = 0 if need_input_grad else len(self.layers)
+        for i, layer in enumerate(self.layers):
+            needs_dx.append(need)
+            if layer.trainable_weights and not need:
+                first = min(first, i)
+            need = need or bool(layer.trainable_weights)
+        return first, needs_dx
+
+    def forward(self, x, training=False, keep_cache=None):
+        x = np.asarray(x)
+        self._ensure_built(x)
+        keep_cache = training if keep_cache is None else keep_cache
+        first, needs_dx = self._backward_plan(self.input_grad_needed)
+        for i, layer in enumerate(self.layers):
+            if isinstance(layer, Sequential):
+                layer.input_grad_needed = needs_dx[i]
+            x = layer.forward(x, training=training, keep_cache=keep_cache and i >= first)
+        return x
+
+    def backward(self, dy, need_dx=True):
+        return self._backward(dy, need_dx, from_logits=False)
+
+    def backward_from_logits(self, dz, need_dx=True):
+        return self._backward(dz, need_dx, from_logits=True)
+
+    def _backward(self, grad, need_dx, from_logits):
+        first, needs_dx = self._backward_plan(need_dx)
+        last = len(self.layers) - 1
+        for i in range(last, first - 1, -1):
+            layer = self.layers[i]
+            if from_logits and i == last:
+                grad = layer.backward_from_logits(grad, need_dx=needs_dx[i])
+            else:
+                grad = layer.backward(grad, need_dx=needs_dx[i])
+        return grad if need_dx else None
+
+    def output_logits(self):
+        return self.layers[-1].output_logits()
+
+    @property
+    def output_activation(self):
+        """The activation of the model's output ('sigmoid', 'relu', ...) or None."""
+        last = self.layers[-1] if self.layers else None
+        if isinstance(last, Sequential):
+            return last.output_activation
+        return getattr(last, "activation", None)
+
+    # -- training ---------------------------------------------------------------
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None) -> None:
+        self.optimizer = optimizers.get(optimizer)
+        if loss is None:
+            raise ValueError(f"{self._label()}: compile needs a loss, e.g. "
+                             f"loss='binary_crossentropy'")
+        self.loss = losses.get(loss)
+        self.metrics = metrics_lib.resolve(metrics)
+
+    def _require_compiled(self, what: str) -> None:
+        if self.optimizer is None or self.loss is None:
+            raise RuntimeError(f"{self._label()}: call compile(optimizer, loss, metrics) "
+                               f"before {what}()")
+
+    def _loss_and_grad(self, y, out):
+        """(loss, dL/d(out or logits), from_logits). Keras computes binary cross-entropy
+        from the logits whenever the output comes from a sigmoid; so does minicnn."""
+        if (isinstance(self.loss, losses.BinaryCrossentropy) and not self.loss.from_logits
+                and self.output_activation == "sigmoid"):
+            loss, dz = losses.BinaryCrossentropy.from_logits_forward_backward(
+                y, self.output_logits())
+            return loss, dz, True
+        loss, dout = self.loss.forward_backward(y, out)
+        return loss, dout, False
+
+    def _check_labels(self, y, n: int, what: str = "y") -> np.ndarray:
+        y = np.asarray(y)
+        out_shape = (n,) + tuple(self.output_shape[1:])
+        if y.shape != out_shape and y.shape == (n,) and out_shape == (n, 1):
+            y = y.reshape(n, 1)            # labels (N,) for a single sigmoid unit, as Keras
+        if y.shape != out_shape:
+            raise ValueError(f"{self._label()}: `{what}` has shape {y.shape} but the model "
+                             f"outputs {format_shape(self.output_shape)}; expected {what} of "
+                             f"shape {out_shape}" + (" or (N,)" if out_shape[1:] == (1,) else ""))
+        return y.astype(self.layers[-1].dtype, copy=False)
+
+    def _prepare(self, x, y=None, what="x"):
+        x = np.asarray(x)
+        if x.ndim == 0:
+            raise ValueError(f"{self._label()}: `{what}` must be an array of samples; "
+                             f"received a scalar")
+        self._ensure_built(x)
+        x = x.astype(self.layers[0].dtype, copy=False)
+        if y is None:
+            return x, None
+        y = np.asarray(y)
+        if len(y) != len(x):
+            raise ValueError(f"{self._label()}: `{what}` has {len(x)} samples but its labels "
+                             f"have {len(y)}")
+        return x, self._check_labels(y, len(x), "y" if what == "x" else f"{what} labels")
+
+    def _step_metrics(self, y, out, loss) -> dict:
+        """Sums for the epoch's size-weighted means: loss * N and correct outputs."""
+        sums = {"loss": loss * len(y)}
+        for name in self.metrics:
+            sums[name] = metrics_lib.binary_correct(y, out)
+        return sums
+
+    def _means(self, sums: dict, samples: int, outputs: int) -> dict:
+        return {k: (v / samples if k == "loss" else v / outputs) for k, v in sums.items()}
+
+    def _train_step(self, x, y, where: str = ""):
+        self.input_grad_needed = False
+        out = self.forward(x, training=True)
+        loss, grad, from_logits = self._loss_and_grad(y, out)
+        if not math.isfinite(loss):
+            raise FloatingPointError(f"{self._label()}: the loss became {loss}{where}; "
+                                     f"training stopped before this step's update")
+        if from_logits:
+            self.backward_from_logits(grad, need_dx=False)
+        else:
+            self.backward(grad, need_dx=False)
+        self.optimizer.apply(self.trainable_weights, self.trainable_grads)
+        return self._step_metrics(y, out, loss)
+
+    def train_on_batch(self, x, y):
+        """One update on one batch; returns [loss, acc] ([loss, *metrics]), or loss alone."""
+        self._require_compiled("train_on_batch")
+        x, y = self._prepare(x, y)
+        logs = self._means(self._train_step(x, y), len(x), y.size)
+        return self._as_result(logs)
+
+    def test_on_batch(self, x, y):
+        self._require_compiled("test_on_batch")
+        x, y = self._prepare(x, y)
+        out = self.forward(x, training=False)
+        loss, _, _ = self._loss_and_grad(y, out)
+        return self._as_result(self._means(self._step_metrics(y, out, loss), len(x), y.size))
+
+    def _as_result(self, logs: dict):
+        values = [float(v) for v in logs.values()]
+        return values if len(values) > 1 else values[0]
+
+    def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose=1, validation_data=None,
+            shuffle=True, initial_epoch=0, validation_batch_size=None):
+        """Train for `epochs` epochs; returns a History with 'loss', metrics and their 'val_'."""
+        self._require_compiled("fit")
+        batch_size = _check_batch_size(batch_size, self._label())
+        x, y = self._prepare(x, y)
+        validation = None
+        if validation_data is not None:
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+                raise ValueError(f"{self._label()}: validation_data must be a tuple (x_val, "
+                                 f"y_val); received {type(validation_data).__name__}")
+            validation = self._prepare(*validation_data, what="validation_data x")
+        val_batch = _check_batch_size(validation_batch_size or batch_size, self._label())
+        steps = math.ceil(len(x) / batch_size)
+        history = History({"epochs": epochs, "steps": steps, "batch_size": batch_size})
+        self.history = history
+        for epoch in range(initial_epoch, epochs):
+            progress = Progress(steps, verbose, desc=f"Epoch {epoch + 1}/{epochs}")
+            order = self._shuffle_rng.permutation(len(x)) if shuffle else np.arange(len(x))
+            sums: dict = {}
+            samples = outputs = 0
+            for step in range(steps):
+                idx = order[step * batch_size:(step + 1) * batch_size]
+                xb, yb = x[idx], y[idx]
+                where = f" at epoch {epoch + 1}, step {step + 1}"
+                for k, v in self._train_step(xb, yb, where).items():
+                    sums[k] = sums.get(k, 0.0) + v
+                samples += len(xb)
+                outputs += yb.size
+                progress.update(self._means(sums, samples, outputs))
+            logs = self._means(sums, samples, outputs)
+            if validation is not None:
+                val_logs = self._evaluate_arrays(*validation, val_batch, verbose=0)
+                logs.update({f"val_{k}": v for k, v in val_logs.items()})
+            history.append(epoch, logs)
+            progress.close(logs)
+        return history
+
+    def _evaluate_arrays(self, x, y, batch_size, verbose) -> dict:
+        steps = math.ceil(len(x) / batch_size)
+        progress = Progress(steps, verbose if steps > 1 else 0, desc="evaluate")
+        sums: dict = {}
+        samples = outputs = 0
+        for step in range(steps):
+            xb = x[step * batch_size:(step + 1) * batch_size]
+            yb = y[step * batch_size:(step + 1) * batch_size]
+            out = self.forward(xb, training=False)
+            loss, _, _ = self._loss_and_grad(yb, out)
+            for k, v in self._step_metrics(yb, out, loss).items():
+                sums[k] = sums.get(k, 0.0) + v
+            samples += len(xb)
+            outputs += yb.size
+            progress.update(self._means(sums, samples, outputs))
+        logs = self._means(sums, samples, outputs)
+        progress.close(logs)
+        return logs
+
+    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto"):
+        """[loss, acc] over all samples (the last partial batch weighted by its size)."""
+        self._require_compiled("evaluate")
+        batch_size = _check_batch_size(batch_size, self._label())
+        x, y = self._prepare(x, y)
+        return self._as_result(self._evaluate_arrays(x, y, batch_size, _verbosity(verbose)))
+
+    def predict(self, x, batch_size=None, verbose="auto"):
+        """Outputs for x, computed batch by batch at inference (no caches, no dropout)."""
+        batch_size = _check_batch_size(batch_size, self._label())
+        x, _ = self._prepare(x)
+        steps = math.ceil(len(x) / batch_size)
+        progress = Progress(steps, _verbosity(verbose) if steps > 1 else 0, desc="predict")
+        outputs = []
+        for step in range(steps):
+            outputs.append(self.forward(x[step * batch_size:(step + 1) * batch_size]))
+            progress.update({})
+        progress.close({})
+        if not outputs:
+            return np.empty((0,) + tuple(self.output_shape[1:]), dtype=self.layers[-1].dtype)
+        return np.concatenate(outputs)
+
+    # -- summary ----------------------------------------------------------------
+    def summary(self, line_length=None, print_fn=print) -> None:
+        """Keras's table: Layer (type) | Output Shape | Param #, then the totals."""
+        if not self.built:
+            raise ValueError(f"{self._label()}: this model has not been built yet; give the "
+                             f"first layer input_shape=... or call the model on data first")
+        print_fn(summary_text(self, line_length))
+
+    def get_config(self) -> dict:
+        return {"name": self.name, "trainable": self.trainable,
+                "layers": [{"class_name": type(layer).__name__, "config": layer.get_config()}
+                           for layer in self.layers]}
+
+
+def summary_text(model: Sequential, line_length=None) -> str:
+    """The summary as Keras 2 prints it for a Sequential model (the lecture's tables).
+
+    Keras 2 uses 65 characters with columns ending at 45 %, 85 % and 100 % and cuts
+    what does not fit; with line_length=None the columns widen instead, so that
+    'max_pooling2d_1 (MaxPooling2D)' is printed whole.
+    """
+    rows = []
+    for layer in model.layers:
+        kind = "Functional" if getattr(layer, "functional", False) else type(layer).__name__
+        rows.append([f"{layer.name} ({kind})", format_shape(layer.output_shape),
+                     f"{layer.count_params()}"])
+    if line_length is None:
+        widths = [max([29] + [len(r[0]) + 1 for r in rows]),
+                  max([26] + [len(r[1]) + 1 for r in rows]),
+                  max([10] + [len(r[2]) for r in rows])]
+        positions = [widths[0], widths[0] + widths[1], sum(widths)]
+        line_length = positions[-1]
+    else:
+        positions = [int(line_length * p) for p in (0.45, 0.85, 1.0)]
+
+    def row(fields):
+        line = ""
+        for field, end in zip(fields, positions):
+            line = (line[:-1] + " ") if line else ""
+            line = (line + str(field))[:end]
+            line += " " * (end - len(line))
+        return line.rstrip()
+
+    lines = [f'Model: "{model.name}"', "_" * line_length,
+             row(["Layer (type)", "Output Shape", "Param #"]), "=" * line_length]
+    for i, fields in enumerate(rows):
+        lines.append(row(fields))
+        lines.append(("=" if i == len(rows) - 1 else "_") * line_length)
+    trainable = sum(w.size for w in model.trainable_weights)
+    total = model.count_params()
+    lines += [f"Total params: {total:,}", f"Trainable params: {trainable:,}",
+              f"Non-trainable params: {total - trainable:,}", "_" * line_length]
+    return "\n".join(lines)
+
+
+def _check_batch_size(batch_size, owner: str) -> int:
+    if batch_size is None:
+        return 32
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
+            or batch_size <= 0:
+        raise ValueError(f"{owner}: batch_size must be a positive int; received {batch_size!r}")
+    return int(batch_size)
+
+
+def _verbosity(verbose) -> int:
+    return 1 if verbose == "auto" else int(verbose)

@@ -1,0 +1,163 @@
+"""Optimizers with Keras 3's exact updates (keras/src/optimizers/*.py), in place.
+
+For each trainable weight w with gradient g:
+
+RMSprop (v starts at 0, no bias correction):
+    v <- rho v + (1 - rho) g^2
+    w <- w - lr g / sqrt(v + eps)              Keras 3 (default)
+    w <- w - lr g / (sqrt(v) + eps)            Keras 2.x, which the lecture ran on:
+                                               RMSprop(..., epsilon_inside_sqrt=False)
+  with momentum > 0:  m <- momentum m + (that increment);  w <- w - m
+
+SGD:
+    w <- w - lr g                              (momentum = 0)
+    m <- momentum m - lr g;  w <- w + m        (momentum > 0)
+    w <- w + momentum m - lr g                 (nesterov, after updating m)
+
+Adam (t = 1, 2, ... the step number):
+    m <- m + (g - m)(1 - beta_1);  v <- v + (g^2 - v)(1 - beta_2)
+    w <- w - lr sqrt(1 - beta_2^t) / (1 - beta_1^t) * m / (sqrt(v) + eps)
+
+Optimizer state (the slots) is attached to the weight arrays themselves, so frozen
+weights, which are never passed in, are never touched.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+class Optimizer:
+    name = "optimizer"
+    slot_names: tuple = ()
+
+    def __init__(self, learning_rate=0.001):
+        if not isinstance(learning_rate, (int, float)) or learning_rate <= 0:
+            raise ValueError(f"{type(self).__name__}: learning_rate must be a positive number; "
+                             f"received {learning_rate!r}")
+        self.learning_rate = float(learning_rate)
+        self.iterations = 0
+        self._slots: dict[int, tuple[np.ndarray, dict]] = {}
+
+    def slots(self, weight: np.ndarray) -> dict:
+        """The state arrays of one weight, e.g. {'velocity': v} (created as zeros)."""
+        key = id(weight)
+        if key not in self._slots:
+            # Keep the weight referenced so its id cannot be reused by another array.
+            self._slots[key] = (weight, {n: np.zeros_like(weight) for n in self.slot_names})
+        return self._slots[key][1]
+
+    def apply(self, weights, grads) -> None:
+        """One update of every weight from its gradient (lists in the same order)."""
+        weights, grads = list(weights), list(grads)
+        if len(weights) != len(grads):
+            raise ValueError(f"{type(self).__name__}.apply: {len(weights)} weights but "
+                             f"{len(grads)} gradients")
+        for w, g in zip(weights, grads):
+            if g is None or g.shape != w.shape:
+                raise ValueError(f"{type(self).__name__}.apply: gradient of shape "
+                                 f"{None if g is None else g.shape} for a weight of shape {w.shape}")
+        self.iterations += 1
+        for w, g in zip(weights, grads):
+            self.update(w, g.astype(w.dtype, copy=False), self.slots(w))
+
+    def update(self, w, g, slots) -> None:
+        raise NotImplementedError
+
+    def get_config(self) -> dict:
+        return {"name": self.name, "learning_rate": self.learning_rate}
+
+
+class RMSprop(Optimizer):
+    """RMSprop(learning_rate=0.001, rho=0.9, epsilon=1e-7, momentum=0.0, epsilon_inside_sqrt=True)."""
+    name = "rmsprop"
+
+    def __init__(self, learning_rate=0.001, rho=0.9, epsilon=1e-7, momentum=0.0,
+                 epsilon_inside_sqrt=True):
+        super().__init__(learning_rate)
+        self.rho = float(rho)
+        self.epsilon = float(epsilon)
+        self.momentum = float(momentum)
+        self.epsilon_inside_sqrt = bool(epsilon_inside_sqrt)
+        self.slot_names = ("velocity", "momentum") if self.momentum > 0 else ("velocity",)
+
+    def update(self, w, g, slots):
+        v = slots["velocity"]
+        v *= self.rho
+        v += (1 - self.rho) * np.square(g)
+        if self.epsilon_inside_sqrt:
+            increment = self.learning_rate * g / np.sqrt(v + self.epsilon)
+        else:
+            increment = self.learning_rate * g / (np.sqrt(v) + self.epsilon)
+        if self.momentum > 0:
+            m = slots["momentum"]
+            m *= self.momentum
+            m += increment
+            increment = m
+        w -= increment
+
+    def get_config(self):
+        return {**super().get_config(), "rho": self.rho, "epsilon": self.epsilon,
+                "momentum": self.momentum, "epsilon_inside_sqrt": self.epsilon_inside_sqrt}
+
+
+class SGD(Optimizer):
+    """SGD(learning_rate=0.01, momentum=0.0, nesterov=False)."""
+    name = "sgd"
+
+    def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False):
+        super().__init__(learning_rate)
+        if not 0 <= momentum <= 1:
+            raise ValueError(f"SGD: momentum must be in [0, 1]; received {momentum!r}")
+        self.momentum = float(momentum)
+        self.nesterov = bool(nesterov)
+        self.slot_names = ("momentum",) if self.momentum > 0 else ()
+
+    def update(self, w, g, slots):
+        if self.momentum == 0:
+            w -= self.learning_rate * g
+            return
+        m = slots["momentum"]
+        m *= self.momentum
+        m -= self.learning_rate * g
+        if self.nesterov:
+            w += self.momentum * m - self.learning_rate * g
+        else:
+            w += m
+
+    def get_config(self):
+        return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}
+
+
+class Adam(Optimizer):
+    """Adam(learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7)."""
+    name = "adam"
+    slot_names = ("m", "v")
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7):
+        super().__init__(learning_rate)
+        self.beta_1, self.beta_2, self.epsilon = float(beta_1), float(beta_2), float(epsilon)
+
+    def update(self, w, g, slots):
+        t = self.iterations
+        alpha = float(self.learning_rate * np.sqrt(1 - self.beta_2 ** t) / (1 - self.beta_1 ** t))
+        m, v = slots["m"], slots["v"]
+        m += (g - m) * (1 - self.beta_1)
+        v += (np.square(g) - v) * (1 - self.beta_2)
+        w -= alpha * m / (np.sqrt(v) + self.epsilon)
+
+    def get_config(self):
+        return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,
+                "epsilon": self.epsilon}
+
+
+_OPTIMIZERS = {"rmsprop": RMSprop, "sgd": SGD, "adam": Adam}
+
+
+def get(optimizer) -> Optimizer:
+    """An Optimizer from a name (Keras defaults) or an instance."""
+    if isinstance(optimizer, Optimizer):
+        return optimizer
+    if isinstance(optimizer, str) and optimizer.lower() in _OPTIMIZERS:
+        return _OPTIMIZERS[optimizer.lower()]()
+    raise ValueError(f"compile: unknown optimizer {optimizer!r}; expected one of "
+                     f"{tuple(_OPTIMIZERS)} or a minicnn.optimizers.Optimizer")

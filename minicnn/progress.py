@@ -1,0 +1,50 @@
+"""Keras-like progress lines, drawn by tqdm.
+
+    Epoch 3/30 100/100 [==============================] 12s 121ms/step - loss: 0.5312 - acc: 0.7310 - val_loss: 0.5734 - val_acc: 0.7020
+"""
+from __future__ import annotations
+
+import sys
+import time
+
+from tqdm.auto import tqdm
+
+
+def format_logs(logs: dict) -> str:
+    return " - ".join(f"{k}: {v:.4f}" for k, v in logs.items())
+
+
+class Progress:
+    """One line per epoch (verbose=1 live bar, verbose=2 line at the end, 0 silent)."""
+
+    def __init__(self, steps, verbose=1, desc=""):
+        self.verbose = verbose
+        self.desc = desc
+        self.steps = steps
+        self.start = time.perf_counter()
+        self.done = 0
+        self.bar = None
+        if verbose == 1:
+            self.bar = tqdm(total=steps, desc=desc, file=sys.stdout, ascii=".=", leave=True,
+                            bar_format="{desc} {n_fmt}/{total_fmt} [{bar:30}] {elapsed}{postfix}",
+                            dynamic_ncols=False, ncols=200)
+
+    def _timing(self) -> str:
+        elapsed = time.perf_counter() - self.start
+        per_step = elapsed / max(self.done, 1)
+        return f"{per_step * 1000:.0f}ms/step" if per_step < 1 else f"{per_step:.1f}s/step"
+
+    def update(self, logs: dict, steps: int = 1) -> None:
+        self.done += steps
+        if self.bar is not None:
+            self.bar.set_postfix_str(f" {self._timing()} - {format_logs(logs)}", refresh=False)
+            self.bar.update(steps)
+
+    def close(self, logs: dict) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix_str(f" {self._timing()} - {format_logs(logs)}", refresh=False)
+            self.bar.close()
+        elif self.verbose == 2:
+            elapsed = time.perf_counter() - self.start
+            print(f"{self.desc} {self.done}/{self.steps} - {elapsed:.0f}s {self._timing()} - "
+                  f"{format_logs(logs)}", flush=True)
