@@ -22,7 +22,8 @@ EPSILON = 1e-7
 
 
 def _sigmoid(z):
-    return 0.5 * np.tanh(0.5 * z) + 0.5
+    e = np.exp(-np.abs(z))          # never overflows; see minicnn.kernels.elementwise
+    return np.where(z >= 0, 1 / (1 + e), e / (1 + e))
 
 
 class Loss:

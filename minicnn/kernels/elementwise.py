@@ -6,7 +6,9 @@ serves them all:
     linear   y = z                         dz = dy
     relu     y = max(z, 0)                 dz = dy * [y > 0]      (derivative 0 at 0)
     sigmoid  y = 1 / (1 + exp(-z))         dz = dy * y * (1 - y)
-             computed as 0.5 * tanh(z / 2) + 0.5, which cannot overflow.
+             computed from e = exp(-|z|) as 1 / (1 + e) for z >= 0 and e / (1 + e)
+             for z < 0: exp never overflows, and tiny outputs keep full relative
+             precision (0.5 * tanh(z / 2) + 0.5 would lose it to cancellation).
 
 The backward is written in terms of the output y, so forward keeps y (not z).
 """
@@ -25,7 +27,8 @@ def _bias_activation(z, b, code):
             if code == 1:
                 v = max(v, 0.0)
             elif code == 2:
-                v = 0.5 * np.tanh(0.5 * v) + 0.5
+                e = np.exp(-abs(v))
+                v = 1.0 / (1.0 + e) if v >= 0 else e / (1.0 + e)
             z[r, ch] = v
     return z
 
@@ -51,7 +54,8 @@ def bias_activation_reference(z, b, code, keep_logits=False):
     if code == 1:
         np.maximum(z, 0, out=z)
     elif code == 2:
-        z[...] = 0.5 * np.tanh(0.5 * z) + 0.5
+        e = np.exp(-np.abs(z))
+        z[...] = np.where(z >= 0, 1 / (1 + e), e / (1 + e))
     return z, logits
 
 

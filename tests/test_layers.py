@@ -1,0 +1,172 @@
+"""The contract every layer keeps (STYLE habit 7), run over a table of layers.
+
+For each layer and hypothesis-drawn input: output shape equals the declared one,
+parameter count, float64 gradient check of input and weights, dy unchanged by
+backward, a batch of N equals N batches of 1, no dropout at inference, grads
+assigned (not accumulated) by a second backward, Keras weight shapes.
+"""
+import numpy as np
+import pytest
+from hypothesis import assume, given, strategies as st
+
+from minicnn import gradcheck, layers
+from minicnn.shapes import window_2d
+
+from strategies import windows
+
+TOLERANCE = 1e-6
+
+
+@st.composite
+def conv_cases(draw):
+    (n, h, w, c), k, s, padding = draw(windows(max_size=8, max_k=4, max_c=5))
+    activation = draw(st.sampled_from([None, "relu", "sigmoid", "linear"]))
+    use_bias = draw(st.booleans())
+    filters = draw(st.integers(1, 4))
+    layer = layers.Conv2D(filters, k, strides=s, padding=padding, activation=activation,
+                          use_bias=use_bias, dtype="float64")
+    n_params = k[0] * k[1] * c * filters + (filters if use_bias else 0)
+    return layer, (n, h, w, c), n_params
+
+
+@st.composite
+def pool_cases(draw):
+    (n, h, w, c), k, s, padding = draw(windows(max_size=8, max_k=3, max_c=4))
+    strides = draw(st.sampled_from([None, s]))
+    return layers.MaxPooling2D(k, strides=strides, padding=padding, dtype="float64"), (n, h, w, c), 0
+
+
+@st.composite
+def dense_cases(draw):
+    n, d_in, units = draw(st.integers(1, 4)), draw(st.integers(1, 12)), draw(st.integers(1, 6))
+    activation = draw(st.sampled_from([None, "relu", "sigmoid"]))
+    use_bias = draw(st.booleans())
+    layer = layers.Dense(units, activation=activation, use_bias=use_bias, dtype="float64")
+    return layer, (n, d_in), d_in * units + (units if use_bias else 0)
+
+
+@st.composite
+def shape_only_cases(draw):
+    shape = tuple(draw(st.lists(st.integers(1, 5), min_size=2, max_size=4)))
+    kind = draw(st.sampled_from(["flatten", "dropout", "relu", "sigmoid", "linear"]))
+    if kind == "flatten":
+        layer = layers.Flatten(dtype="float64")
+    elif kind == "dropout":
+        layer = layers.Dropout(draw(st.sampled_from([0.0, 0.3, 0.5, 0.9])), seed=draw(st.integers(0, 99)),
+                               dtype="float64")
+    else:
+        layer = layers.Activation(kind, dtype="float64")
+    return layer, shape, 0
+
+
+ALL_CASES = st.one_of(conv_cases(), pool_cases(), dense_cases(), shape_only_cases())
+
+
+def _input(shape, seed):
+    return np.random.default_rng(seed).standard_normal(shape)
+
+
+@given(ALL_CASES, st.integers(0, 2 ** 32 - 1))
+def test_output_shape_and_parameter_count(case, seed):
+    layer, shape, n_params = case
+    declared = layer.build((None,) + shape[1:])
+    y = layer.forward(_input(shape, seed))
+    assert declared[0] is None and y.shape == (shape[0],) + declared[1:]
+    assert layer.output_shape == declared
+    assert layer.count_params() == n_params
+    assert y.dtype == np.float64
+
+
+@given(ALL_CASES, st.integers(0, 2 ** 32 - 1))
+def test_gradient_check_in_float64(case, seed):
+    layer, shape, _ = case
+    result = gradcheck.check_layer(layer, _input(shape, seed), seed=seed)
+    assert result.max_error < TOLERANCE, str(result)
+    assert "input" in result.errors
+
+
+@given(ALL_CASES, st.integers(0, 2 ** 32 - 1))
+def test_backward_leaves_dy_alone_and_assigns_grads(case, seed):
+    layer, shape, _ = case
+    x = _input(shape, seed)
+    y = layer.forward(x, training=True)
+    dy = np.random.default_rng(seed + 1).standard_normal(y.shape)
+    dy_before = dy.copy()
+    dx = layer.backward(dy)
+    assert dx.shape == x.shape
+    np.testing.assert_array_equal(dy, dy_before)
+    grads_first = [g.copy() for g in layer.grads]
+    assert [g.shape for g in layer.grads] == [p.shape for p in layer.params]
+    layer.forward(x, training=True)
+    layer.backward(dy)
+    for g, g0 in zip(layer.grads, grads_first):        # assigned, not accumulated
+        np.testing.assert_allclose(g, g0, rtol=1e-12)
+    with pytest.raises(RuntimeError, match="forward"):
+        layer.backward(dy)                              # backward freed the cache
+
+
+@given(ALL_CASES, st.integers(0, 2 ** 32 - 1))
+def test_a_batch_of_n_equals_n_batches_of_one_at_inference(case, seed):
+    layer, shape, _ = case
+    x = _input(shape, seed)
+    whole = layer.forward(x)
+    parts = np.concatenate([layer.forward(x[i:i + 1]) for i in range(len(x))])
+    np.testing.assert_allclose(whole, parts, rtol=1e-12, atol=1e-12)
+
+
+def test_dropout_is_inverted_at_training_and_the_identity_at_inference():
+    layer = layers.Dropout(0.25, seed=3)
+    x = np.ones((200, 50), dtype=np.float32)
+    np.testing.assert_array_equal(layer.forward(x, training=False), x)
+    y = layer.forward(x, training=True)
+    assert set(np.unique(y)) <= {0.0, np.float32(1 / 0.75)}
+    assert abs((y == 0).mean() - 0.25) < 0.02
+    assert abs(y.mean() - 1.0) < 0.03                  # expectation preserved
+
+
+def test_dropout_with_a_seed_repeats_its_masks():
+    x = np.ones((4, 10), dtype=np.float32)
+    a = layers.Dropout(0.5, seed=7).forward(x, training=True)
+    b = layers.Dropout(0.5, seed=7).forward(x, training=True)
+    np.testing.assert_array_equal(a, b)
+
+
+def test_keras_weight_shapes_and_order():
+    conv = layers.Conv2D(8, (3, 2), input_shape=(9, 9, 5))
+    conv.build((None, 9, 9, 5))
+    assert [w.shape for w in conv.get_weights()] == [(3, 2, 5, 8), (8,)]
+    dense = layers.Dense(4)
+    dense.build((None, 6))
+    assert [w.shape for w in dense.get_weights()] == [(6, 4), (4,)]
+    assert dense.get_weights()[0].dtype == np.float32
+
+
+def test_glorot_uniform_limits_and_zero_bias():
+    conv = layers.Conv2D(64, 3)
+    conv.build((None, 10, 10, 32), rng=np.random.default_rng(0))
+    limit = np.sqrt(6 / (3 * 3 * 32 + 3 * 3 * 64))
+    kernel, bias = conv.get_weights()
+    assert np.abs(kernel).max() <= limit and np.abs(kernel).max() > 0.95 * limit
+    assert abs(kernel.std() - limit / np.sqrt(3)) < 0.02 * limit
+    np.testing.assert_array_equal(bias, 0)
+
+
+def test_integer_arguments_as_keras_accepts_them():
+    conv = layers.Conv2D(32, 3, strides=2, padding="same")
+    assert conv.kernel_size == (3, 3) and conv.strides == (2, 2)
+    assert conv.build((None, 15, 15, 3)) == (None, 8, 8, 32)
+    assert layers.MaxPooling2D(3).strides == (3, 3)
+
+
+@pytest.mark.parametrize("h, k, s, padding, expected", [
+    (150, 3, 1, "valid", 148), (15, 2, 2, "valid", 7), (7, 3, 2, "same", 4),
+    (8, 3, 2, "same", 4), (5, 5, 1, "same", 5), (9, 4, 3, "valid", 2),
+])
+def test_output_size_arithmetic(h, k, s, padding, expected):
+    assert window_2d(h, h, (k, k), (s, s), padding).h_out == expected
+
+
+def test_same_padding_puts_the_smaller_half_before():
+    win = window_2d(8, 7, (4, 4), (1, 2), "same")
+    assert (win.pad_top, win.pad_bottom) == (1, 2)       # total 3
+    assert (win.pad_left, win.pad_right) == (1, 2)       # out 4: total (4-1)*2+4-7 = 3
