@@ -76,31 +76,27 @@ def im2col_reference(x, kernel_size, strides, pads):
 
 @njit(parallel=True, cache=True, nogil=True)
 def _col2im(cols, n, h, w, c, k_h, k_w, s_h, s_w, pad_top, pad_left, h_out, w_out):
-    # Gather form: each task owns one input row (n, ih) and sums every patch
-    # entry that came from it, so no two tasks write the same element.
+    # Each task owns one input row (n, ih) and adds in every patch entry that came
+    # from it, so no two tasks write the same element (race-free without atomics).
     dx = np.zeros((n, h, w, c), dtype=cols.dtype)
     for r in prange(n * h):
         img = r // h
         ih = r % h
         for p in range(k_h):
-            t = ih + pad_top - p
+            t = ih + pad_top - p             # = i * S_h for the output row i that used ih
             if t < 0 or t % s_h != 0:
                 continue
             i = t // s_h
             if i >= h_out:
                 continue
-            for iw in range(w):
+            for j in range(w_out):
+                row = (img * h_out + i) * w_out + j
                 for q in range(k_w):
-                    u = iw + pad_left - q
-                    if u < 0 or u % s_w != 0:
-                        continue
-                    j = u // s_w
-                    if j >= w_out:
-                        continue
-                    row = (img * h_out + i) * w_out + j
-                    base = (p * k_w + q) * c
-                    for ch in range(c):
-                        dx[img, ih, iw, ch] += cols[row, base + ch]
+                    iw = j * s_w - pad_left + q
+                    if 0 <= iw < w:
+                        base = (p * k_w + q) * c
+                        for ch in range(c):
+                            dx[img, ih, iw, ch] += cols[row, base + ch]
     return dx
 
 
