@@ -135,6 +135,14 @@ def make_batch(batch: int):
     return x, y
 
 
+def _thread_env():
+    """Thread-related environment variables that are set (they change the results)."""
+    names = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME",
+             "OPENBLAS_NUM_THREADS", "OPENBLAS_THREAD_TIMEOUT", "MKL_NUM_THREADS",
+             "NUMBA_NUM_THREADS", "NUMBA_THREADING_LAYER")
+    return {k: os.environ[k] for k in names if k in os.environ}
+
+
 class MinicnnBench:
     def __init__(self):
         if REPO not in sys.path:
@@ -175,11 +183,8 @@ class MinicnnBench:
             layer = self._numba.threading_layer()
         except ValueError:                      # no parallel kernel has run yet
             layer = "not initialised"
-        env = {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-                                          "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
-               if k in os.environ}
         return {"numba_threads": self._numba.config.NUMBA_NUM_THREADS,
-                "numba_threading_layer": layer, **env}
+                "numba_threading_layer": layer, **_thread_env()}
 
 
 class KerasBench:
@@ -226,7 +231,7 @@ class KerasBench:
                 "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS"),
                 "intra_op_threads": cfg.get_intra_op_parallelism_threads() or "default (0)",
                 "inter_op_threads": cfg.get_inter_op_parallelism_threads() or "default (0)",
-                "jit_compile": getattr(self.model, "jit_compile", None)}
+                "jit_compile": getattr(self.model, "jit_compile", None), **_thread_env()}
 
 
 class TorchBench:
@@ -277,7 +282,7 @@ class TorchBench:
     def threads(self):
         return {"intra_op_threads": self.torch.get_num_threads(),
                 "inter_op_threads": self.torch.get_num_interop_threads(),
-                "mkldnn": self.torch.backends.mkldnn.is_available()}
+                "mkldnn": self.torch.backends.mkldnn.is_available(), **_thread_env()}
 
 
 BENCHES = {"minicnn": MinicnnBench, "keras": KerasBench, "torch": TorchBench}
@@ -449,6 +454,14 @@ class Worker:
         self._log.close()
 
 
+def load_average():
+    try:
+        with open("/proc/loadavg") as f:
+            return float(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def machine_info():
     model, flags = "unknown", set()
     try:
@@ -548,7 +561,9 @@ def details_lines(report):
     """The machine, versions, threads, sgemm and compile-time facts, as plain lines."""
     m, v = report["machine"], report["versions"]
     lines = [f"CPU: {m['cpu_model']}, {m['logical_cpus']} logical CPUs "
-             f"({m['usable_cpus']} usable), SIMD: {m['simd'] or '-'}; {m['platform']}",
+             f"({m['usable_cpus']} usable), SIMD: {m['simd'] or '-'}; {m['platform']}; "
+             f"load average {m.get('load_average_start')} at start, "
+             f"{m.get('load_average_end')} at end",
              "Versions: " + ", ".join(f"{k} {v[k]}" for k in
                                       ("python", "numpy", "numba", "keras", "tensorflow",
                                        "torch") if k in v)]
@@ -647,6 +662,12 @@ def main(argv=None):
         notes.append("PyTorch is not installed: torch skipped (pip install torch)")
         log("torch is not importable: skipped")
     machine = machine_info()
+    machine["load_average_start"] = load_average()
+    if machine["load_average_start"] is not None and machine["load_average_start"] > 0.5:
+        notes.append(f"the 1-minute load average was {machine['load_average_start']:.2f} at "
+                     f"the start: other work was running, the numbers are not reliable")
+        log(f"WARNING: load average {machine['load_average_start']:.2f}: the machine is not "
+            f"idle, results will be noisy")
     log(f"CPU {machine['cpu_model']}, {machine['usable_cpus']} usable CPUs; batch sizes "
         f"{args.batch_sizes}, {args.rounds} round(s) x {args.steps} step(s), "
         f"{args.warmup} warm-up step(s)")
@@ -729,6 +750,7 @@ def main(argv=None):
         for w in workers.values():
             w.close()
 
+    machine["load_average_end"] = load_average()
     versions = {"python": machine["python"]}
     for name in names:
         versions.update(info[name]["versions"])

@@ -12,8 +12,9 @@ set_weights(keras_model.get_weights()), and then, in float32:
 Single layers (Conv2D, MaxPooling2D) are checked on hypothesis-drawn geometries against
 tf.GradientTape for Y, dX, dW and db with a random upstream gradient.
 
-The module skips when Keras (TensorFlow backend) is not installed. Run it with `-s` to see
-the largest difference observed per kind, printed at the end of the module.
+The module skips when Keras (TensorFlow backend) is not installed, and when TensorFlow was
+already loaded with oneDNN on (whose convolution is wrong for some geometries; see below).
+Run it with `-s` to see the largest difference observed per kind, printed at the end.
 """
 import copy
 import os
@@ -23,6 +24,11 @@ from typing import Callable, NamedTuple
 
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+# TensorFlow 2.21's oneDNN convolution (on by default on x86) is itself wrong for some
+# geometries: C_in = 1, N >= 2, S_h = 1, S_w > 1, W_out = 1 (e.g. X (2, 2, 3, 1), K (1, 2),
+# strides (1, 2), 'valid') returns zeros for every image after the first. The plain Eigen
+# kernels are right, so the reference runs without oneDNN (read when TensorFlow loads).
+os.environ["TF_ENABLE_ONEDNN_OPTS"] = "0"
 
 import numpy as np
 import pytest
@@ -32,6 +38,24 @@ if keras.backend.backend() != "tensorflow":
     pytest.skip("the Keras parity tests need the TensorFlow backend (tf.GradientTape, "
                 "Keras's loss-from-logits after a sigmoid)", allow_module_level=True)
 tf = pytest.importorskip("tensorflow")
+
+
+def _tf_conv_is_sound() -> bool:
+    """False when TensorFlow was loaded (by someone else) before this module could switch
+    oneDNN off: its conv bug then shows on the smallest known case."""
+    x = np.arange(1, 13, dtype=np.float32).reshape(2, 2, 3, 1)
+    k = np.array([1.0, 10.0], dtype=np.float32).reshape(1, 2, 1, 1)
+    y = tf.nn.conv2d(x, k, strides=(1, 2), padding="VALID").numpy().ravel()
+    return np.array_equal(y, [21.0, 54.0, 87.0, 120.0])
+
+
+if not _tf_conv_is_sound():
+    # Not only wrong numbers: with oneDNN, Conv2DBackpropFilter on small hypothesis-drawn
+    # geometries also corrupts the heap now and then (segfault, "munmap_chunk(): invalid
+    # pointer"), which would take the whole test session down.
+    pytest.skip("TensorFlow runs with oneDNN, whose conv is unreliable here; run this file "
+                "with TF_ENABLE_ONEDNN_OPTS=0 or before anything imports TensorFlow",
+                allow_module_level=True)
 
 from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
 
@@ -43,9 +67,9 @@ from strategies import windows  # noqa: E402
 pytestmark = pytest.mark.keras
 
 # Weights are O(0.1..1) float32 (one ulp ~ 6e-8). Gradients computed by im2col + sgemm and by
-# TensorFlow's (oneDNN) convolutions sum in different orders and differ by ~1e-7 relative.
+# TensorFlow's Eigen convolutions sum in different orders and differ by ~1e-7 relative.
 # RMSprop's first step lr*g/sqrt(0.1 g^2 + eps) amplifies a gradient difference by at most
-# lr/sqrt(eps) ~ 3.2, Adam's by at most lr*sqrt(1 - beta_2)/((1 - beta_1)*eps) ~ 316, but only
+# lr/sqrt(eps) ~ 3.2, Adam's by at most lr*sqrt(1 - beta_2)/eps ~ 316, but only
 # for gradients of order eps ~ 1e-7; so an absolute 1e-5 on the weights leaves a margin of
 # well over 10x and still catches any wrong formula (one step moves a weight by ~lr = 1e-3).
 ATOL = 1e-5
@@ -53,9 +77,8 @@ LOSS_RTOL = 1e-5
 
 _MAX_ERR: dict = defaultdict(float)
 
-# Building Keras layers per example is slow-ish; the autouse session fixture is harmless here.
-_HEALTH = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
-           HealthCheck.data_too_large]
+# Each example builds a Keras layer, which is slow next to minicnn's.
+_HEALTH = [HealthCheck.too_slow, HealthCheck.data_too_large]
 
 
 def _record(kind: str, err: float) -> float:
@@ -70,13 +93,6 @@ def _report_max_errors():
         print("\nKeras parity, largest differences observed:")
         for kind in sorted(_MAX_ERR):
             print(f"  {kind:<28} {_MAX_ERR[kind]:.3g}")
-
-
-@pytest.fixture(autouse=True)
-def _fresh_sessions():
-    keras.backend.clear_session()
-    mc.clear_session()
-    yield
 
 
 def _max_abs(a, b) -> float:
@@ -261,7 +277,19 @@ def _model_no_max_pool(L):
             L.Conv2D(64, (3, 3), activation="relu")]
 
 
-SHAPE_ARCHS = ARCHS + [Arch("model_no_max_pool", (28, 28, 1), _model_no_max_pool)]
+def _lecture_cnn(L):
+    # Flows 1-2 of the lecture, at full size (150x150x3 -> 7x7x128): 3,453,121 parameters.
+    return [L.Conv2D(32, (3, 3), activation="relu"), L.MaxPooling2D((2, 2)),
+            L.Conv2D(64, (3, 3), activation="relu"), L.MaxPooling2D((2, 2)),
+            L.Conv2D(128, (3, 3), activation="relu"), L.MaxPooling2D((2, 2)),
+            L.Conv2D(128, (3, 3), activation="relu"), L.MaxPooling2D((2, 2)),
+            L.Flatten(), L.Dropout(0.5), L.Dense(512, activation="relu"),
+            L.Dense(1, activation="sigmoid")]
+
+
+SHAPE_ARCHS = ARCHS + [Arch("model_no_max_pool", (28, 28, 1), _model_no_max_pool),
+                       Arch("lecture_cnn", (150, 150, 3), _lecture_cnn)]
+LECTURE_TOTALS = {"model_no_max_pool": 55_744, "lecture_cnn": 3_453_121}
 
 
 @pytest.mark.parametrize("arch", SHAPE_ARCHS, ids=_ids(SHAPE_ARCHS))
@@ -277,8 +305,8 @@ def test_shapes_and_parameter_counts(arch):
     trainable = sum(int(np.prod(w.shape)) for w in km.trainable_weights)
     assert counts["Trainable"] == trainable
     assert counts["Non-trainable"] == km.count_params() - trainable
-    if arch.name == "model_no_max_pool":
-        assert counts["Total"] == 55_744
+    if arch.name in LECTURE_TOTALS:
+        assert counts["Total"] == LECTURE_TOTALS[arch.name]
 
 
 # Keras accepts ints for kernel_size, pool_size and strides; so must minicnn.
@@ -375,6 +403,32 @@ def test_other_optimizers_agree(make_keras, make_minicnn):
     _check_train_steps(km, mm, arch, np.random.default_rng(5), steps=3, what="optimizer")
 
 
+@pytest.mark.parametrize("frozen", [[0], [2], [5], [0, 2]],
+                         ids=["first_conv", "second_conv", "dense", "both_convs"])
+def test_frozen_layers_agree(frozen):
+    """trainable = False (the lecture freezes its conv base): same counts, frozen weights
+    untouched, and the gradient still flows through a frozen layer to those before it."""
+    arch = ARCHS[0]
+    km, mm = _build_pair(arch, seed=9)
+    for i in frozen:
+        km.layers[i].trainable = False
+        mm.layers[i].trainable = False
+    counts = _summary_counts(mm)
+    trainable = sum(int(np.prod(w.shape)) for w in km.trainable_weights)
+    assert counts["Trainable"] == trainable
+    assert counts["Non-trainable"] == km.count_params() - trainable
+    before = mm.get_weights()
+    _compile_pair(km, mm, keras.optimizers.RMSprop(learning_rate=1e-3),
+                  mc_optimizers.RMSprop(learning_rate=1e-3))
+    _check_train_steps(km, mm, arch, np.random.default_rng(10), steps=2, what=f"frozen {frozen}")
+    start = 0
+    for i, layer in enumerate(mm.layers):
+        n = len(layer.params)
+        for w0, w1 in zip(before[start:start + n], mm.get_weights()[start:start + n]):
+            assert np.array_equal(w0, w1) == (i in frozen), f"layer {i} ({layer.name})"
+        start += n
+
+
 # -- dropout at training, with minicnn's masks replayed in Keras ---------------------------
 
 class _FixedScale(keras.layers.Layer):
@@ -400,8 +454,9 @@ def test_dropout_training_step_with_replayed_masks():
     """Inverted dropout at training (scale 1/(1 - rate), dX = dY * S) against Keras.
 
     Keras's own masks cannot be reproduced, so its Dropout layers are replaced by fixed
-    masks equal to the ones minicnn is about to draw: a copy of each minicnn Dropout's
-    Generator, given to a fresh Dropout and run on ones, yields the scale S = M / (1 - rate).
+    masks with the keep pattern M minicnn is about to draw (a copy of each minicnn Dropout's
+    Generator, given to a fresh Dropout and run on ones, shows which units it keeps) and
+    Keras's scale: S = M / (1 - rate).
     """
     arch = next(a for a in ARCHS if a.dropout)
     _, mm = _build_pair(arch)
@@ -423,9 +478,10 @@ def test_dropout_training_step_with_replayed_masks():
         for d, f, shape in zip(dropouts, fixed, shapes):
             probe = mc_layers.Dropout(d.rate)
             probe.rng = copy.deepcopy(d.rng)
-            scale = probe.forward(np.ones(shape, np.float32), training=True)
-            kept.append(np.mean(scale > 0))
-            f.assign(scale)
+            keep = probe.forward(np.ones(shape, np.float32), training=True) > 0
+            kept.append(np.mean(keep))
+            # Keras's inverted dropout, built from the keep pattern alone.
+            f.assign(keep.astype(np.float32) / np.float32(1.0 - d.rate))
         x, y = _batch(arch, rng)
         k_loss, k_acc = km.train_on_batch(x, y)
         m_loss, m_acc = mm.train_on_batch(x, y)
@@ -485,7 +541,9 @@ def test_sigmoid_loss_from_large_logits(output, logits):
     k_loss, _ = km.evaluate(x, y, batch_size=4, verbose=0)
     m_loss, _ = mm.evaluate(x, y, batch_size=4, verbose=0)
     _assert_loss_close("loss, |logits|~30", k_loss, m_loss, " (evaluate)")
-    _assert_close("prediction", km(x, training=False).numpy(), mm.predict(x, verbose=0))
+    # Logits of ~30 summed in float32 differ by ~1e-6; sigmoid' <= 1/4 keeps that below ATOL.
+    _assert_close("prediction, |logits|~30", km(x, training=False).numpy(),
+                  mm.predict(x, verbose=0))
 
     # A training step from such logits: finite gradients (sigmoid(z) - y) / N, same update.
     k_loss, k_acc = km.train_on_batch(x, y)
@@ -564,23 +622,27 @@ def pool_geometries(draw):
     # strides independent of the pool (smaller, equal or larger), or the default.
     strides = draw(st.one_of(st.none(), st.just(s),
                              st.tuples(st.integers(1, 4), st.integers(1, 4))))
+    # 'negative': a padded cell winning ('same') would show as a 0; 'ties': small integers,
+    # whose gradient goes to the first maximum of the window in both libraries.
+    values = draw(st.sampled_from(["normal", "negative", "ties"]))
     seed = draw(st.integers(0, 2 ** 32 - 1))
-    return (n, h, w, c), k, strides, padding, seed
+    return (n, h, w, c), k, strides, padding, values, seed
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=_HEALTH)
 @given(pool_geometries())
 def test_maxpool_forward_backward_match_gradient_tape(case):
-    (n, h, w, c), k, strides, padding, seed = case
+    (n, h, w, c), k, strides, padding, values, seed = case
     what = f"{case[:-1]}"
     rng = np.random.default_rng(seed)
     klayer = keras.layers.MaxPooling2D(k, strides=strides, padding=padding)
     mlayer = mc_layers.MaxPooling2D(k, strides=strides, padding=padding)
     mlayer.build((None, h, w, c))
-    # All negative half the time: a padded cell winning ('same') would show as a 0.
     x = rng.standard_normal((n, h, w, c)).astype(np.float32)
-    if seed % 2:
+    if values == "negative":
         x = -np.abs(x) - 0.1
+    elif values == "ties":
+        x = rng.integers(0, 3, size=x.shape).astype(np.float32)
     y_m = mlayer.forward(x, training=True)
     dy = rng.standard_normal(y_m.shape).astype(np.float32)
     y_k, (dx_k,) = _tape_grads(klayer, x, dy)
