@@ -35,14 +35,15 @@ class Conv2DCache(NamedTuple):
     activation: int
 
 
-def conv2d_forward(x, kernel, bias, strides, pads, activation=0, keep_cache=True):
+def conv2d_forward(x, kernel, bias, strides, pads, activation=0, keep_cache=True,
+                   cols_out=None):
     """Returns (y, logits, cache).
 
     logits is Z (N, H_out, W_out, C_out) after a sigmoid, else None; cache is None
-    when keep_cache is False (inference).
+    when keep_cache is False (inference). cols_out: optional workspace for im2col.
     """
     k_h, k_w, c_in, c_out = kernel.shape
-    cols = im2col(x, (k_h, k_w), strides, pads)
+    cols = im2col(x, (k_h, k_w), strides, pads, out=cols_out)
     n = x.shape[0]
     rows = cols.shape[0] // n if n else 0
     z = cols @ kernel.reshape(k_h * k_w * c_in, c_out)        # the one BLAS call
@@ -58,10 +59,12 @@ def conv2d_forward(x, kernel, bias, strides, pads, activation=0, keep_cache=True
 
 
 def conv2d_backward(dy, cache: Conv2DCache, need_dx=True, need_dw=True, need_db=True,
-                    from_logits=False):
-    """Returns (dX, dW, db), each None when not asked for; dy and the cache are not modified.
+                    from_logits=False, dcols_out=None):
+    """Returns (dX, dW, db), each None when not asked for; dy is not modified.
 
     With from_logits, dy is already dL/dZ (the loss differentiated the logits directly).
+    dcols_out: optional workspace of cols's shape for dZ @ W_2d^T; a layer that is done
+    with its cache passes cache.cols itself (dW has been taken from it by then).
     """
     k_h, k_w, c_in, c_out = cache.kernel.shape
     if from_logits:
@@ -72,6 +75,6 @@ def conv2d_backward(dy, cache: Conv2DCache, need_dx=True, need_dw=True, need_db=
     db = dz.sum(axis=0) if need_db else None
     dx: Optional[np.ndarray] = None
     if need_dx:
-        dcols = dz @ cache.kernel.reshape(k_h * k_w * c_in, c_out).T
+        dcols = np.matmul(dz, cache.kernel.reshape(k_h * k_w * c_in, c_out).T, out=dcols_out)
         dx = col2im(dcols, cache.x_shape, (k_h, k_w), cache.strides, cache.pads)
     return dx, dw, db

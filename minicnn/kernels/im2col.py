@@ -24,9 +24,8 @@ from minicnn.kernels.geometry import window_output_size
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def _im2col(x, k_h, k_w, s_h, s_w, pad_top, pad_left, h_out, w_out):
+def _im2col(x, k_h, k_w, s_h, s_w, pad_top, pad_left, h_out, w_out, cols):
     n, h, w, c = x.shape
-    cols = np.empty((n * h_out * w_out, k_h * k_w * c), dtype=x.dtype)
     for r in prange(n * h_out):           # one output row (n, i) per task
         img = r // h_out
         i = r % h_out
@@ -46,17 +45,23 @@ def _im2col(x, k_h, k_w, s_h, s_w, pad_top, pad_left, h_out, w_out):
     return cols
 
 
-def im2col(x, kernel_size, strides, pads):
+def im2col(x, kernel_size, strides, pads, out=None):
     """Patches of x as rows.
 
     x: ndarray of shape (N, H, W, C_in); kernel_size (K_h, K_w); strides
     (S_h, S_w); pads (P_top, P_bottom, P_left, P_right).
-    Returns cols: ndarray of shape (N*H_out*W_out, K_h*K_w*C_in), same dtype.
+    Returns cols: ndarray of shape (N*H_out*W_out, K_h*K_w*C_in), same dtype, written
+    into `out` when it is given with that shape and dtype (a reused workspace: a fresh
+    array of this size costs more in page faults than im2col itself).
     """
     (k_h, k_w), (s_h, s_w), (top, bottom, left, right) = kernel_size, strides, pads
+    n, _, _, c = x.shape
     h_out = window_output_size(x.shape[1], k_h, s_h, top, bottom)
     w_out = window_output_size(x.shape[2], k_w, s_w, left, right)
-    return _im2col(np.ascontiguousarray(x), k_h, k_w, s_h, s_w, top, left, h_out, w_out)
+    shape = (n * h_out * w_out, k_h * k_w * c)
+    if out is None or out.shape != shape or out.dtype != x.dtype:
+        out = np.empty(shape, dtype=x.dtype)
+    return _im2col(np.ascontiguousarray(x), k_h, k_w, s_h, s_w, top, left, h_out, w_out, out)
 
 
 def im2col_reference(x, kernel_size, strides, pads):

@@ -48,6 +48,7 @@ class Conv2D(Layer):
         self._bias_init = initializers.resolve(bias_initializer, label)
         self.kernel = None
         self.bias = None
+        self._cols = None          # im2col workspace, reused from one training step to the next
 
     def compute_output_shape(self, input_shape):
         self._require_rank(input_shape, 4, "(N, H, W, C_in)")
@@ -83,7 +84,10 @@ class Conv2D(Layer):
         keep_cache = training if keep_cache is None else keep_cache
         y, self._logits, self._cache = conv2d_forward(
             x, self.kernel, self.bias, self.strides, self._pads,
-            activations.code(self.activation), keep_cache=keep_cache)
+            activations.code(self.activation), keep_cache=keep_cache,
+            cols_out=self._cols if keep_cache else None)
+        if keep_cache:
+            self._cols = self._cache.cols
         return y
 
     def backward(self, dy, need_dx=True):
@@ -98,8 +102,10 @@ class Conv2D(Layer):
     def _backward(self, dy, need_dx, from_logits):
         cache = self._require_cache()
         train = self.trainable
+        # The cache is freed here, so its im2col matrix can take dZ @ W^T once dW is done.
         dx, dw, db = conv2d_backward(dy, cache, need_dx=need_dx, need_dw=train,
-                                     need_db=train and self.use_bias, from_logits=from_logits)
+                                     need_db=train and self.use_bias, from_logits=from_logits,
+                                     dcols_out=cache.cols)
         self.grads = ([dw, db] if self.use_bias else [dw]) if train else []
         return dx
 
