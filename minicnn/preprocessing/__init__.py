@@ -1,0 +1,1 @@
+"""Image loading, augmentation and batch iterators (Keras's preprocessing.image)."""
