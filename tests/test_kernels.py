@@ -121,3 +121,16 @@ def test_bias_activation_and_its_backward_equal_their_numpy_twins(code, dtype):
 def test_relu_derivative_at_zero_is_zero():
     y, _ = kernels.bias_activation(np.array([[0.0, -1.0, 2.0]]), np.zeros(3), 1)
     np.testing.assert_array_equal(kernels.activation_backward(np.ones((1, 3)), y, 1), [[0, 0, 1]])
+
+
+@given(st.integers(1, 300), st.integers(1, 9), st.sampled_from([0, 1, 2]),
+       st.sampled_from([np.float32, np.float64]), st.integers(0, 2 ** 32 - 1))
+def test_fused_activation_backward_and_bias_grad_equal_their_numpy_twin(m, c, code, dtype, seed):
+    rng = np.random.default_rng(seed)
+    y, _ = kernels.bias_activation(rng.standard_normal((m, c)).astype(dtype), np.zeros(c, dtype), code)
+    dy = rng.standard_normal((m, c)).astype(dtype)
+    dz, db = kernels.activation_backward_and_bias_grad(dy, y, code, out=np.full((m, c), 7, dtype))
+    dz_ref, db_ref = kernels.activation_backward_and_bias_grad_reference(dy, y, code)
+    np.testing.assert_allclose(dz, dz_ref, rtol=1e-6)
+    np.testing.assert_allclose(db, db_ref, rtol=1e-5, atol=1e-5)
+    assert db.dtype == dtype

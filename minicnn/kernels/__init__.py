@@ -21,6 +21,8 @@ from minicnn.kernels.im2col import col2im, col2im_reference, im2col, im2col_refe
 from minicnn.kernels.elementwise import (
     ACTIVATION_CODES,
     activation_backward,
+    activation_backward_and_bias_grad,
+    activation_backward_and_bias_grad_reference,
     activation_backward_reference,
     bias_activation,
     bias_activation_reference,
@@ -36,6 +38,7 @@ from minicnn.kernels.conv import Conv2DCache, conv2d_backward, conv2d_forward
 __all__ = [
     "ACTIVATION_CODES", "Conv2DCache",
     "activation_backward", "activation_backward_reference",
+    "activation_backward_and_bias_grad", "activation_backward_and_bias_grad_reference",
     "bias_activation", "bias_activation_reference",
     "col2im", "col2im_reference", "conv2d_backward", "conv2d_forward",
     "im2col", "im2col_reference",

@@ -20,7 +20,7 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
-from minicnn.kernels.elementwise import activation_backward, bias_activation
+from minicnn.kernels.elementwise import activation_backward_and_bias_grad, bias_activation
 from minicnn.kernels.geometry import window_output_size
 from minicnn.kernels.im2col import col2im, im2col
 
@@ -59,20 +59,20 @@ def conv2d_forward(x, kernel, bias, strides, pads, activation=0, keep_cache=True
 
 
 def conv2d_backward(dy, cache: Conv2DCache, need_dx=True, need_dw=True, need_db=True,
-                    from_logits=False, dcols_out=None):
+                    from_logits=False, dcols_out=None, dz_out=None):
     """Returns (dX, dW, db), each None when not asked for; dy is not modified.
 
     With from_logits, dy is already dL/dZ (the loss differentiated the logits directly).
     dcols_out: optional workspace of cols's shape for dZ @ W_2d^T; a layer that is done
     with its cache passes cache.cols itself (dW has been taken from it by then).
+    dz_out: optional workspace of shape (N*H_out*W_out, C_out) for dZ.
     """
     k_h, k_w, c_in, c_out = cache.kernel.shape
-    if from_logits:
-        dz = np.ascontiguousarray(dy).reshape(-1, c_out)
-    else:
-        dz = activation_backward(dy, cache.y, cache.activation).reshape(-1, c_out)
+    dy2d = np.ascontiguousarray(dy).reshape(-1, c_out)
+    code = 0 if from_logits else cache.activation       # from logits: dy is dZ already
+    dz, db = activation_backward_and_bias_grad(dy2d, cache.y.reshape(-1, c_out), code, out=dz_out)
+    db = db if need_db else None
     dw = (cache.cols.T @ dz).reshape(cache.kernel.shape) if need_dw else None
-    db = dz.sum(axis=0) if need_db else None
     dx: Optional[np.ndarray] = None
     if need_dx:
         dcols = np.matmul(dz, cache.kernel.reshape(k_h * k_w * c_in, c_out).T, out=dcols_out)

@@ -87,6 +87,44 @@ def activation_backward(dy, y, code):
     return dz.reshape(shape)
 
 
+@njit(parallel=True, cache=True, nogil=True)
+def _activation_backward_bias(dy, y, code, dz, partial):
+    m, c = dy.shape
+    chunks = partial.shape[0]
+    size = (m + chunks - 1) // chunks
+    for t in prange(chunks):               # each task sums its own rows into partial[t]
+        for r in range(t * size, min(m, (t + 1) * size)):
+            for ch in range(c):
+                g = dy[r, ch]
+                if code == 1:
+                    g = g if y[r, ch] > 0 else 0.0
+                elif code == 2:
+                    g = g * y[r, ch] * (1.0 - y[r, ch])
+                dz[r, ch] = g
+                partial[t, ch] += g
+    return dz
+
+
+def activation_backward_and_bias_grad(dy, y, code, out=None):
+    """(dz, db): activation_backward and db = sum of dz over rows, in one pass.
+
+    dy, y: ndarrays of shape (M, C), C-contiguous. Returns dz (M, C), written into `out`
+    when given with that shape and dtype, and db (C,). Row sums are accumulated per task
+    in float64, then added up, so db is at least as accurate as np.sum's.
+    """
+    if out is None or out.shape != dy.shape or out.dtype != dy.dtype:
+        out = np.empty_like(dy)
+    partial = np.zeros((min(64, max(1, dy.shape[0])), dy.shape[1]), dtype=np.float64)
+    dz = _activation_backward_bias(dy, y, code, out, partial)
+    return dz, partial.sum(axis=0).astype(dy.dtype)
+
+
+def activation_backward_and_bias_grad_reference(dy, y, code, out=None):
+    """NumPy twin of activation_backward_and_bias_grad."""
+    dz = activation_backward_reference(dy, y, code)
+    return dz, dz.sum(axis=0, dtype=np.float64).astype(dy.dtype)
+
+
 def activation_backward_reference(dy, y, code):
     """NumPy twin of activation_backward."""
     if code == 1:

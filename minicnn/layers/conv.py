@@ -5,7 +5,7 @@ import numpy as np
 
 from minicnn import activations, initializers
 from minicnn.kernels import conv2d_backward, conv2d_forward
-from minicnn.layers.base import Layer
+from minicnn.layers.base import Layer, reuse
 from minicnn.shapes import normalize_padding, normalize_tuple, window_2d
 
 
@@ -49,6 +49,7 @@ class Conv2D(Layer):
         self.kernel = None
         self.bias = None
         self._cols = None          # im2col workspace, reused from one training step to the next
+        self._dz = None            # dL/dZ workspace of backward
 
     def compute_output_shape(self, input_shape):
         self._require_rank(input_shape, 4, "(N, H, W, C_in)")
@@ -102,10 +103,11 @@ class Conv2D(Layer):
     def _backward(self, dy, need_dx, from_logits):
         cache = self._require_cache()
         train = self.trainable
+        self._dz = reuse(self._dz, (cache.cols.shape[0], self.filters), cache.y.dtype)
         # The cache is freed here, so its im2col matrix can take dZ @ W^T once dW is done.
         dx, dw, db = conv2d_backward(dy, cache, need_dx=need_dx, need_dw=train,
                                      need_db=train and self.use_bias, from_logits=from_logits,
-                                     dcols_out=cache.cols)
+                                     dcols_out=cache.cols, dz_out=self._dz)
         self.grads = ([dw, db] if self.use_bias else [dw]) if train else []
         return dx
 
