@@ -350,83 +350,110 @@ class Sequential(Layer):
         return values if len(values) > 1 else values[0]
 
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose=1, validation_data=None,
-            shuffle=True, initial_epoch=0, validation_batch_size=None):
-        """Train for `epochs` epochs; returns a History with 'loss', metrics and their 'val_'."""
+            shuffle=True, initial_epoch=0, steps_per_epoch=None, validation_steps=None,
+            validation_batch_size=None):
+        """Train for `epochs` epochs; returns a History with 'loss', metrics and their 'val_'.
+
+        x, y: arrays (batched here, reshuffled each epoch when shuffle=True), or x an
+        iterator/generator of (x, y) batches (flow_from_directory, flow) with y None;
+        steps_per_epoch then defaults to len(x). The iterator keeps its position from one
+        epoch to the next (steps may cross the end of a pass), as in Keras. validation_data:
+        (x_val, y_val) arrays or an iterator, run validation_steps batches (default len).
+        """
         self._require_compiled("fit")
-        batch_size = _check_batch_size(batch_size, self._label())
-        x, y = self._prepare(x, y)
+        train = self._batches(x, y, batch_size, shuffle, steps_per_epoch, "x")
         validation = None
         if validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-                raise ValueError(f"{self._label()}: validation_data must be a tuple (x_val, "
-                                 f"y_val); received {type(validation_data).__name__}")
-            validation = self._prepare(*validation_data, what="validation_data x")
-        val_batch = _check_batch_size(validation_batch_size or batch_size, self._label())
-        steps = math.ceil(len(x) / batch_size)
-        history = History({"epochs": epochs, "steps": steps, "batch_size": batch_size})
+            if isinstance(validation_data, (tuple, list)):
+                if len(validation_data) != 2:
+                    raise ValueError(f"{self._label()}: validation_data must be (x_val, y_val) "
+                                     f"or an iterator; received a sequence of "
+                                     f"{len(validation_data)} items")
+                validation_data = tuple(validation_data)
+                validation = self._batches(*validation_data, validation_batch_size or batch_size,
+                                           False, validation_steps, "validation_data x")
+            else:
+                validation = self._batches(validation_data, None, None, False, validation_steps,
+                                           "validation_data")
+        history = History({"epochs": epochs, "steps": train.steps})
         self.history = history
         for epoch in range(initial_epoch, epochs):
-            progress = Progress(steps, verbose, desc=f"Epoch {epoch + 1}/{epochs}")
-            order = self._shuffle_rng.permutation(len(x)) if shuffle else np.arange(len(x))
-            sums: dict = {}
-            samples = outputs = 0
-            for step in range(steps):
-                idx = order[step * batch_size:(step + 1) * batch_size]
-                xb, yb = x[idx], y[idx]
+            progress = Progress(train.steps, verbose, desc=f"Epoch {epoch + 1}/{epochs}")
+            sums, counts = {}, [0, 0]
+            for step, (xb, yb) in enumerate(train.epoch()):
                 where = f" at epoch {epoch + 1}, step {step + 1}"
-                for k, v in self._train_step(xb, yb, where).items():
-                    sums[k] = sums.get(k, 0.0) + v
-                samples += len(xb)
-                outputs += yb.size
-                progress.update(self._means(sums, samples, outputs))
-            logs = self._means(sums, samples, outputs)
+                _accumulate(sums, counts, self._train_step(xb, yb, where), xb, yb)
+                progress.update(self._means(sums, *counts))
+            logs = self._means(sums, *counts)
             if validation is not None:
-                val_logs = self._evaluate_arrays(*validation, val_batch, verbose=0)
+                val_logs = self._evaluate_batches(validation, verbose=0)
                 logs.update({f"val_{k}": v for k, v in val_logs.items()})
             history.append(epoch, logs)
             progress.close(logs)
         return history
 
-    def _evaluate_arrays(self, x, y, batch_size, verbose) -> dict:
-        steps = math.ceil(len(x) / batch_size)
-        progress = Progress(steps, verbose if steps > 1 else 0, desc="evaluate")
-        sums: dict = {}
-        samples = outputs = 0
-        for step in range(steps):
-            xb = x[step * batch_size:(step + 1) * batch_size]
-            yb = y[step * batch_size:(step + 1) * batch_size]
+    def fit_generator(self, generator, steps_per_epoch=None, epochs=1, verbose=1,
+                      validation_data=None, validation_steps=None, initial_epoch=0):
+        """The lecture's name (Keras 2's fit_generator): fit on an iterator of batches."""
+        return self.fit(generator, steps_per_epoch=steps_per_epoch, epochs=epochs,
+                        verbose=verbose, validation_data=validation_data,
+                        validation_steps=validation_steps, initial_epoch=initial_epoch)
+
+    def _batches(self, x, y, batch_size, shuffle, steps, what):
+        """The batches of one epoch, from arrays or from an iterator, checked as they come."""
+        if _is_iterator(x):
+            if y is not None:
+                raise ValueError(f"{self._label()}: `{what}` is an iterator of (x, y) batches, "
+                                 f"so y must not be given separately")
+            return _IteratorBatches(self, x, steps, what)
+        if x is None:
+            raise ValueError(f"{self._label()}: no data given: pass arrays x, y or an iterator")
+        if y is None:
+            raise ValueError(f"{self._label()}: `{what}` is an array but its labels are missing")
+        return _ArrayBatches(self, x, y, _check_batch_size(batch_size, self._label()), shuffle,
+                             self._shuffle_rng, what, steps)
+
+    def _evaluate_batches(self, batches, verbose) -> dict:
+        progress = Progress(batches.steps, verbose if batches.steps > 1 else 0, desc="evaluate")
+        sums, counts = {}, [0, 0]
+        for xb, yb in batches.epoch():
             out = self.forward(xb, training=False)
             loss, _, _ = self._loss_and_grad(yb, out)
-            for k, v in self._step_metrics(yb, out, loss).items():
-                sums[k] = sums.get(k, 0.0) + v
-            samples += len(xb)
-            outputs += yb.size
-            progress.update(self._means(sums, samples, outputs))
-        logs = self._means(sums, samples, outputs)
+            _accumulate(sums, counts, self._step_metrics(yb, out, loss), xb, yb)
+            progress.update(self._means(sums, *counts))
+        logs = self._means(sums, *counts)
         progress.close(logs)
         return logs
 
-    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto"):
-        """[loss, acc] over all samples (the last partial batch weighted by its size)."""
+    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", steps=None):
+        """[loss, acc] over all samples (the last partial batch weighted by its size);
+        x may be an iterator of (x, y) batches, run for `steps` batches (default len(x))."""
         self._require_compiled("evaluate")
-        batch_size = _check_batch_size(batch_size, self._label())
-        x, y = self._prepare(x, y)
-        return self._as_result(self._evaluate_arrays(x, y, batch_size, _verbosity(verbose)))
+        batches = self._batches(x, y, batch_size, False, steps, "x")
+        return self._as_result(self._evaluate_batches(batches, _verbosity(verbose)))
 
-    def predict(self, x, batch_size=None, verbose="auto"):
-        """Outputs for x, computed batch by batch at inference (no caches, no dropout)."""
-        batch_size = _check_batch_size(batch_size, self._label())
-        x, _ = self._prepare(x)
-        steps = math.ceil(len(x) / batch_size)
-        progress = Progress(steps, _verbosity(verbose) if steps > 1 else 0, desc="predict")
+    def evaluate_generator(self, generator, steps=None, verbose=0):
+        return self.evaluate(generator, steps=steps, verbose=verbose)
+
+    def predict(self, x, batch_size=None, verbose="auto", steps=None):
+        """Outputs for x, batch by batch at inference (no caches, no dropout); x may be an
+        iterator yielding x or (x, y) batches, run for `steps` batches (default len(x))."""
+        batches = self._batches(x, None, batch_size, False, steps, "x") if _is_iterator(x) \
+            else _ArrayBatches(self, x, None, _check_batch_size(batch_size, self._label()),
+                               False, None, "x", steps)
+        progress = Progress(batches.steps, _verbosity(verbose) if batches.steps > 1 else 0,
+                            desc="predict")
         outputs = []
-        for step in range(steps):
-            outputs.append(self.forward(x[step * batch_size:(step + 1) * batch_size]))
+        for xb, _ in batches.epoch(labels=False):
+            outputs.append(self.forward(xb))
             progress.update({})
         progress.close({})
         if not outputs:
             return np.empty((0,) + tuple(self.output_shape[1:]), dtype=self.layers[-1].dtype)
         return np.concatenate(outputs)
+
+    def predict_generator(self, generator, steps=None, verbose=0):
+        return self.predict(generator, steps=steps, verbose=verbose)
 
     # -- summary ----------------------------------------------------------------
     def summary(self, line_length=None, print_fn=print) -> None:
@@ -481,6 +508,64 @@ def summary_text(model: Sequential, line_length=None) -> str:
     lines += [f"Total params: {total:,}", f"Trainable params: {trainable:,}",
               f"Non-trainable params: {total - trainable:,}", "_" * line_length]
     return "\n".join(lines)
+
+
+def _is_iterator(x) -> bool:
+    return hasattr(x, "__next__") and not isinstance(x, np.ndarray)
+
+
+def _accumulate(sums: dict, counts: list, step_sums: dict, xb, yb) -> None:
+    for k, v in step_sums.items():
+        sums[k] = sums.get(k, 0.0) + v
+    counts[0] += len(xb)
+    counts[1] += yb.size
+
+
+class _ArrayBatches:
+    """Batches of arrays: a new permutation each epoch when shuffling."""
+
+    def __init__(self, model, x, y, batch_size, shuffle, rng, what, steps=None):
+        self.x, self.y = model._prepare(x, y, what)
+        self.batch_size, self.shuffle, self.rng = batch_size, shuffle, rng
+        self.steps = math.ceil(len(self.x) / batch_size)
+        if steps is not None:
+            self.steps = min(self.steps, int(steps))
+
+    def epoch(self, labels=True):
+        n = len(self.x)
+        order = self.rng.permutation(n) if self.shuffle else None
+        for step in range(self.steps):
+            part = slice(step * self.batch_size, (step + 1) * self.batch_size)
+            idx = order[part] if order is not None else part
+            yield self.x[idx], (self.y[idx] if labels and self.y is not None else None)
+
+
+class _IteratorBatches:
+    """`steps` batches from an endless iterator (it keeps its position between epochs)."""
+
+    def __init__(self, model, iterator, steps, what):
+        if steps is None:
+            try:
+                steps = len(iterator)
+            except TypeError:
+                raise ValueError(f"{model._label()}: `{what}` is an iterator without a length; "
+                                 f"give steps_per_epoch / validation_steps / steps") from None
+        if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps <= 0:
+            raise ValueError(f"{model._label()}: the number of steps for `{what}` must be a "
+                             f"positive int; received {steps!r}")
+        self.model, self.iterator, self.steps, self.what = model, iterator, int(steps), what
+
+    def epoch(self, labels=True):
+        for _ in range(self.steps):
+            batch = next(self.iterator)
+            if isinstance(batch, (tuple, list)):
+                xb, yb = batch[0], (batch[1] if len(batch) > 1 else None)
+            else:
+                xb, yb = batch, None
+            if labels and yb is None:
+                raise ValueError(f"{self.model._label()}: `{self.what}` yields batches without "
+                                 f"labels (class_mode=None?); training and evaluation need (x, y)")
+            yield self.model._prepare(xb, yb if labels else None, self.what)
 
 
 def _check_batch_size(batch_size, owner: str) -> int:

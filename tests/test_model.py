@@ -382,3 +382,78 @@ def test_duplicate_layer_names_and_non_layers_are_refused():
         mc.Sequential([layers.Dense(2, name="a", input_shape=(3,)), layers.Dense(2, name="a")])
     with pytest.raises(TypeError, match="expects a minicnn layer; received str"):
         mc.Sequential(["conv"])
+
+
+# -- training from iterators -----------------------------------------------------------------
+
+class _Batches:
+    """An endless, sized iterator of (x, y) batches, as flow_from_directory is."""
+
+    def __init__(self, x, y, batch_size):
+        self.x, self.y, self.batch_size, self.position, self.served = x, y, batch_size, 0, []
+
+    def __len__(self):
+        return -(-len(self.x) // self.batch_size)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        start = self.position
+        stop = min(start + self.batch_size, len(self.x))
+        self.position = 0 if stop == len(self.x) else stop
+        self.served.append((start, stop))
+        return self.x[start:stop], self.y[start:stop]
+
+
+def test_fit_from_an_iterator_equals_fit_from_arrays_without_shuffling():
+    x, y = _bright_side_images(50, seed=0)
+    a, b = _small_cnn(seed=9), _small_cnn(seed=9)
+    for m in (a, b):
+        m.compile(optimizers.RMSprop(1e-3), "binary_crossentropy", ["acc"])
+    ha = a.fit(x, y, batch_size=16, epochs=2, shuffle=False, validation_data=(x, y), verbose=0)
+    hb = b.fit(_Batches(x, y, 16), epochs=2, validation_data=_Batches(x, y, 16), verbose=0)
+    for key in ha.history:
+        np.testing.assert_allclose(ha.history[key], hb.history[key], rtol=1e-6)
+    assert hb.params["steps"] == 4                       # len(iterator): 3 batches of 16 + 2
+
+
+def test_steps_per_epoch_crosses_the_end_of_a_pass_and_validation_keeps_its_place():
+    x, y = _bright_side_images(10, seed=0)
+    model = _small_cnn(seed=0)
+    model.compile("rmsprop", "binary_crossentropy", ["acc"])
+    train, val = _Batches(x, y, 4), _Batches(x, y, 4)
+    model.fit_generator(train, steps_per_epoch=4, epochs=2, validation_data=val,
+                        validation_steps=2, verbose=0)
+    assert train.served == [(0, 4), (4, 8), (8, 10), (0, 4), (4, 8), (8, 10), (0, 4), (4, 8)]
+    assert val.served == [(0, 4), (4, 8), (8, 10), (0, 4)]
+
+
+def test_evaluate_and_predict_on_iterators():
+    x, y = _bright_side_images(10, seed=0)
+    model = _small_cnn(seed=0)
+    model.compile("rmsprop", "binary_crossentropy", ["acc"])
+    np.testing.assert_allclose(model.evaluate(_Batches(x, y, 4), verbose=0),
+                               model.evaluate(x, y, batch_size=4, verbose=0), rtol=1e-6)
+    np.testing.assert_allclose(model.predict(_Batches(x, y, 3), verbose=0),
+                               model.predict(x, verbose=0), rtol=1e-6)
+    assert model.predict(_Batches(x, y, 3), steps=2, verbose=0).shape == (6, 1)
+
+
+def test_iterator_errors():
+    x, y = _bright_side_images(10, seed=0)
+    model = _small_cnn(seed=0)
+    model.compile("rmsprop", "binary_crossentropy", ["acc"])
+    with pytest.raises(ValueError, match="without a length; give steps_per_epoch"):
+        model.fit((b for b in [(x, y)]), verbose=0)
+    with pytest.raises(ValueError, match="y must not be given separately"):
+        model.fit(_Batches(x, y, 4), y, verbose=0)
+    with pytest.raises(ValueError, match="yields batches without labels"):
+        model.fit(_forever(x[:4]), steps_per_epoch=1, verbose=0)
+    with pytest.raises(ValueError, match=r"`y` has shape \(4, 3\)"):
+        model.fit(_forever((x[:4], np.zeros((4, 3)))), steps_per_epoch=1, verbose=0)
+
+
+def _forever(batch):
+    while True:
+        yield batch
