@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
+
+from minicnn.io.atomic import atomic_path
 
 
 class History:
@@ -29,16 +29,14 @@ class History:
 
     def save(self, path) -> None:
         """Write the history as JSON, atomically (temporary file, then rename)."""
-        path = os.fspath(path)
-        folder = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(prefix=".history-", suffix=".json.tmp", dir=folder)
-        try:
-            with os.fdopen(fd, "w") as f:
+        with atomic_path(path) as tmp:
+            with open(tmp, "w") as f:
                 f.write(self.to_json())
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+
+    def plot(self, path, title=None) -> str:
+        """The lecture's figure (loss and accuracy, training vs validation) as a PNG."""
+        from minicnn.plotting import plot_history
+        return plot_history(self.history, path, title)
 
     @classmethod
     def load(cls, path) -> "History":

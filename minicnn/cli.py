@@ -1,11 +1,13 @@
 """The `minicnn` command.
 
     minicnn summary [no-max-pool|cnn|cnn-dropout|all]    the lecture's model summaries
-    minicnn gradcheck [--seed S] [--eps H]               gradient check of every layer type
+    minicnn gradcheck [--seed S]                         gradient check of every layer type
+    minicnn plot HISTORY.json [--out PNG]                the loss and accuracy panels
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 import numpy as np
@@ -98,6 +100,16 @@ def cmd_summary(args) -> int:
     return 0
 
 
+def cmd_plot(args) -> int:
+    from minicnn.callbacks import History
+
+    history = History.load(args.history)
+    out = args.out or os.path.splitext(args.history)[0] + ".png"
+    History.plot(history, out, title=args.title)
+    print(f"wrote {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="minicnn",
@@ -116,12 +128,25 @@ def build_parser() -> argparse.ArgumentParser:
                                    "differences in float64 and print the relative errors.")
     p.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default 0)")
     p.set_defaults(func=cmd_gradcheck)
+
+    p = sub.add_parser("plot", help="plot a training history (loss and accuracy) as a PNG",
+                       description="Draw the lecture's two panels, loss and accuracy per epoch, "
+                                   "training vs validation, from a history.json that fit wrote. "
+                                   "Needs matplotlib (pip install 'minicnn[plot]').")
+    p.add_argument("history", help="history JSON file (History.save)")
+    p.add_argument("--out", help="PNG to write (default: beside the JSON, .png)")
+    p.add_argument("--title", help="title above the panels")
+    p.set_defaults(func=cmd_plot)
     return parser
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError, ImportError) as error:
+        print(f"minicnn {args.command}: error: {error}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

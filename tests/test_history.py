@@ -1,4 +1,7 @@
 import json
+import sys
+
+import pytest
 
 from minicnn import History
 
@@ -13,3 +16,39 @@ def test_history_saves_and_loads_json(tmp_path):
     loaded = History.load(path)
     assert loaded.history == history.history and loaded.epoch == [0, 1]
     assert list(tmp_path.iterdir()) == [path]            # no temporary file left behind
+
+
+def _history():
+    history = History()
+    for epoch in range(5):
+        history.append(epoch, {"loss": 1 / (epoch + 1), "acc": 0.5 + epoch / 20,
+                               "val_loss": 0.8, "val_acc": 0.6})
+    return history
+
+
+def test_plot_writes_a_png_atomically(tmp_path):
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "history.png"
+    _history().plot(out, title="scratch")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert list(tmp_path.iterdir()) == [out]
+
+
+def test_plot_command_reads_history_json(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    from minicnn import cli
+    _history().save(tmp_path / "h.json")
+    assert cli.main(["plot", str(tmp_path / "h.json")]) == 0
+    assert (tmp_path / "h.png").exists() and "wrote" in capsys.readouterr().out
+
+
+def test_plot_without_matplotlib_says_how_to_get_it(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)       # import fails
+    with pytest.raises(ImportError, match=r"pip install 'minicnn\[plot\]'"):
+        _history().plot(tmp_path / "h.png")
+    assert not list(tmp_path.iterdir())
+
+
+def test_plot_of_an_empty_history_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="no 'loss' values"):
+        History().plot(tmp_path / "h.png")

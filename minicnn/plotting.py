@@ -1,0 +1,65 @@
+"""The lecture's training-history figure: loss and accuracy per epoch, training vs validation.
+
+Two panels stacked as in the lecture (R keras's plot(history)): loss on top, accuracy
+below, training as points and lines, validation in a second colour. Needs matplotlib, the
+optional extra `plot` (pip install "minicnn[plot]").
+"""
+from __future__ import annotations
+
+import os
+
+from minicnn.io.atomic import atomic_path
+
+MISSING_MATPLOTLIB = ("plotting needs matplotlib, which is an optional extra: "
+                      "pip install 'minicnn[plot]'  (or: pip install matplotlib)")
+
+
+def _pyplot():
+    try:
+        import matplotlib
+    except ImportError:
+        raise ImportError(MISSING_MATPLOTLIB) from None
+    matplotlib.use("Agg")                     # files only; no screen needed
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def _accuracy_key(history: dict):
+    for key in ("acc", "accuracy", "binary_accuracy"):
+        if key in history:
+            return key
+    return None
+
+
+def plot_history(history: dict, path, title=None) -> str:
+    """Write the two-panel PNG for a History's `.history` dict; returns the path.
+
+    The file is written to a temporary name beside `path` and renamed into place.
+    """
+    if "loss" not in history or not history["loss"]:
+        raise ValueError(f"plot_history: the history has no 'loss' values to plot "
+                         f"(keys: {sorted(history)})")
+    plt = _pyplot()
+    acc = _accuracy_key(history)
+    panels = [("loss", "loss")] + ([(acc, "accuracy")] if acc else [])
+    fig, axes = plt.subplots(len(panels), 1, sharex=True, figsize=(7, 3.2 * len(panels)),
+                             squeeze=False)
+    epochs = range(1, len(history["loss"]) + 1)
+    for ax, (key, label) in zip(axes[:, 0], panels):
+        ax.plot(epochs, history[key], "o-", color="#1f77b4", markersize=3, label="training")
+        if f"val_{key}" in history:
+            ax.plot(epochs, history[f"val_{key}"], "^-", color="#d62728", markersize=3,
+                    label="validation")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend(loc="best")
+    axes[-1, 0].set_xlabel("epoch")
+    if title:
+        axes[0, 0].set_title(title)
+    fig.tight_layout()
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=110, format="png")
+    finally:
+        plt.close(fig)
+    return os.fspath(path)
