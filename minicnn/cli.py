@@ -3,6 +3,9 @@
     minicnn summary [no-max-pool|cnn|cnn-dropout|all]    the lecture's model summaries
     minicnn gradcheck [--seed S]                         gradient check of every layer type
     minicnn plot HISTORY.json [--out PNG]                the loss and accuracy panels
+    minicnn train [--data DIR] [--augment] [--epochs N]  the lecture's CNN on a cats/dogs folder
+    minicnn data split --source DIR --dest DIR           the lecture's train/validation/test split
+    minicnn data preview IMAGE [--out PNG]               2x2 grid of augmented versions
 """
 from __future__ import annotations
 
@@ -110,6 +113,73 @@ def cmd_plot(args) -> int:
     return 0
 
 
+LECTURE_AUGMENTATION = dict(rotation_range=40, width_shift_range=0.2, height_shift_range=0.2,
+                            shear_range=0.2, zoom_range=0.2, horizontal_flip=True,
+                            fill_mode="nearest")
+
+
+def cmd_data_split(args) -> int:
+    from tqdm.auto import tqdm
+
+    from minicnn import datasets
+
+    n = datasets.split(args.source, args.dest, args.train, args.validation, args.test,
+                       progress=lambda plan: tqdm(plan, desc="copying", unit="file"))
+    print(f"copied {n} images into {args.dest}/{{train,validation,test}}/{{cats,dogs}}")
+    return 0
+
+
+def cmd_data_preview(args) -> int:
+    from minicnn.plotting import plot_image_grid
+    from minicnn.preprocessing.image import (ImageDataGenerator, generator_next, img_to_array,
+                                             load_img)
+
+    image = img_to_array(load_img(args.image, target_size=(150, 150)))
+    datagen = ImageDataGenerator(rescale=1 / 255, **LECTURE_AUGMENTATION)
+    flow = datagen.flow(image[None], batch_size=1, seed=args.seed)
+    images = [generator_next(flow)[0] for _ in range(4)]
+    plot_image_grid(images, args.out, title=os.path.basename(args.image))
+    print(f"wrote {args.out}")
+    return 0
+
+
+def cmd_train(args) -> int:
+    from minicnn import datasets, optimizers
+    from minicnn.applications import lecture
+    from minicnn.preprocessing.image import ImageDataGenerator
+
+    data = args.data or str(datasets.sample_dir())
+    for split in ("train", "validation"):
+        if not os.path.isdir(os.path.join(data, split)):
+            raise FileNotFoundError(f"--data {data} has no {split}/ folder; expected "
+                                    f"{split}/cats and {split}/dogs (see 'minicnn data split')")
+    print(f"data: {data}" + (" (the bundled sample)" if args.data is None else ""))
+    train_gen = ImageDataGenerator(rescale=1 / 255, **(LECTURE_AUGMENTATION if args.augment else {}))
+    test_gen = ImageDataGenerator(rescale=1 / 255)
+    train = train_gen.flow_from_directory(os.path.join(data, "train"), target_size=(150, 150),
+                                          batch_size=args.batch_size, class_mode="binary",
+                                          seed=args.seed)
+    validation = test_gen.flow_from_directory(os.path.join(data, "validation"),
+                                              target_size=(150, 150), batch_size=args.batch_size,
+                                              class_mode="binary", seed=args.seed)
+    model = lecture.cnn(dropout=args.augment, seed=args.seed)
+    model.compile(optimizer=optimizers.RMSprop(learning_rate=args.lr),
+                  loss="binary_crossentropy", metrics=["acc"])
+    model.summary()
+    history = model.fit(train, steps_per_epoch=args.steps_per_epoch, epochs=args.epochs,
+                        validation_data=validation, validation_steps=args.validation_steps)
+    os.makedirs(args.out, exist_ok=True)
+    history.save(os.path.join(args.out, "history.json"))
+    print(f"history: {os.path.join(args.out, 'history.json')}")
+    try:
+        path = history.plot(os.path.join(args.out, "history.png"),
+                            title="CNN from scratch" + (" + augmentation" if args.augment else ""))
+        print(f"plot: {path}")
+    except ImportError as error:
+        print(f"no plot: {error}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="minicnn",
@@ -137,6 +207,47 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="PNG to write (default: beside the JSON, .png)")
     p.add_argument("--title", help="title above the panels")
     p.set_defaults(func=cmd_plot)
+
+    p = sub.add_parser("train", help="train the lecture's CNN on a cats/dogs folder",
+                       description="Train the lecture's CNN from scratch on DIR/train, "
+                                   "validating on DIR/validation (150x150, rescale 1/255, "
+                                   "RMSprop), and write history.json and history.png. "
+                                   "Without --data it uses the bundled sample.")
+    p.add_argument("--data", help="folder with train/ and validation/ (default: bundled sample)")
+    p.add_argument("--augment", action="store_true",
+                   help="the lecture's augmentation and Dropout(0.5) (flow 2)")
+    p.add_argument("--epochs", type=int, default=2, help="epochs (default 2)")
+    p.add_argument("--batch-size", type=int, default=20, help="batch size (default 20)")
+    p.add_argument("--steps-per-epoch", type=int, default=None,
+                   help="batches per epoch (default: one pass over train/)")
+    p.add_argument("--validation-steps", type=int, default=None,
+                   help="validation batches (default: one pass over validation/)")
+    p.add_argument("--lr", type=float, default=1e-4, help="RMSprop learning rate (default 1e-4)")
+    p.add_argument("--seed", type=int, default=0, help="seed of weights, shuffling, dropout")
+    p.add_argument("--out", default="runs/train", help="output folder (default runs/train)")
+    p.set_defaults(func=cmd_train)
+
+    data = sub.add_parser("data", help="prepare and look at the image data",
+                          description="The lecture's data tools.")
+    data_sub = data.add_subparsers(dest="data_command", required=True, metavar="SUBCOMMAND")
+    p = data_sub.add_parser("split", help="copy Kaggle's train folder into the lecture's split",
+                            description="Copy cat.0-999 / dog.0-999 into train/, the next 500 "
+                                        "of each into validation/ and the next 500 into test/ "
+                                        "(the lecture's split). Refuses to overwrite files.")
+    p.add_argument("--source", required=True, help="Kaggle's train folder (cat.N.jpg, dog.N.jpg)")
+    p.add_argument("--dest", required=True, help="destination folder")
+    p.add_argument("--train", type=int, default=1000, help="images per class (default 1000)")
+    p.add_argument("--validation", type=int, default=500, help="images per class (default 500)")
+    p.add_argument("--test", type=int, default=500, help="images per class (default 500)")
+    p.set_defaults(func=cmd_data_split)
+    p = data_sub.add_parser("preview", help="2x2 grid of augmented versions of one image",
+                            description="Load IMAGE at 150x150 and draw four random augmentations "
+                                        "with the lecture's settings (rotation 40, shifts 0.2, "
+                                        "shear 0.2, zoom 0.2, horizontal flip) as a PNG.")
+    p.add_argument("image", help="an image file")
+    p.add_argument("--out", default="preview.png", help="PNG to write (default preview.png)")
+    p.add_argument("--seed", type=int, default=None, help="seed of the augmentations")
+    p.set_defaults(func=cmd_data_preview)
     return parser
 
 
@@ -144,7 +255,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, ImportError) as error:
+    except (ValueError, OSError, ImportError) as error:
         print(f"minicnn {args.command}: error: {error}", file=sys.stderr)
         return 1
 

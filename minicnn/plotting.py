@@ -63,3 +63,22 @@ def plot_history(history: dict, path, title=None) -> str:
     finally:
         plt.close(fig)
     return os.fspath(path)
+
+
+def plot_image_grid(images, path, rows=2, cols=2, title=None) -> str:
+    """Write images (each (H, W, 3) in [0, 1]) as a rows x cols grid PNG; returns the path."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.6 * rows), squeeze=False)
+    for ax, image in zip(axes.ravel(), images):
+        ax.imshow(image.clip(0, 1))
+    for ax in axes.ravel():
+        ax.axis("off")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=110, format="png")
+    finally:
+        plt.close(fig)
+    return os.fspath(path)
