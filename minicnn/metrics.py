@@ -1,7 +1,11 @@
-"""Metrics. Accuracy for a sigmoid output: mean([p > 0.5] == y), as Keras's binary_accuracy.
+"""Metrics. 'acc'/'accuracy' resolve as Keras 3 resolves them from the output's shape:
 
-Per batch the model needs the number of correct predictions, so that an epoch's
-accuracy is the size-weighted mean over its batches, last partial batch included.
+    one output unit:   binary accuracy       mean([p > 0.5] == [y > 0.5])
+    several units:     categorical accuracy  mean(argmax p == argmax y)   (per sample)
+
+'binary_accuracy' is always the first. Per batch the model needs the number of correct
+predictions and what it was counted over, so that an epoch's accuracy is the size-weighted
+mean over its batches, last partial batch included.
 """
 import numpy as np
 
@@ -12,9 +16,12 @@ def binary_accuracy(y_true, y_pred, threshold=0.5) -> float:
     return float(np.mean((np.asarray(y_pred) > threshold) == (np.asarray(y_true) > 0.5)))
 
 
-def binary_correct(y_true, y_pred, threshold=0.5) -> float:
-    """How many of the batch's outputs are right (a float, for weighted means)."""
-    return float(np.count_nonzero((y_pred > threshold) == (y_true > 0.5)))
+def correct_and_count(name, y_true, y_pred):
+    """(number of correct predictions, number of predictions) of one batch for metric `name`."""
+    if name.lower() == "binary_accuracy" or y_pred.shape[-1] == 1:
+        return float(np.count_nonzero((y_pred > 0.5) == (y_true > 0.5))), y_true.size
+    hits = np.argmax(y_pred, axis=-1) == np.argmax(y_true, axis=-1)
+    return float(np.count_nonzero(hits)), hits.size
 
 
 def resolve(metrics) -> list:

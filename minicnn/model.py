@@ -308,14 +308,12 @@ class Sequential(Layer):
         return x, self._check_labels(y, len(x), "y" if what == "x" else f"{what} labels")
 
     def _step_metrics(self, y, out, loss) -> dict:
-        """Sums for the epoch's size-weighted means: loss * N and correct outputs."""
-        sums = {"loss": loss * len(y)}
+        """{name: (sum, count)} of one batch, for the epoch's size-weighted means:
+        loss * N over N samples, and the number of correct predictions over their count."""
+        sums = {"loss": (loss * len(y), len(y))}
         for name in self.metrics:
-            sums[name] = metrics_lib.binary_correct(y, out)
+            sums[name] = metrics_lib.correct_and_count(name, y, out)
         return sums
-
-    def _means(self, sums: dict, samples: int, outputs: int) -> dict:
-        return {k: (v / samples if k == "loss" else v / outputs) for k, v in sums.items()}
 
     def _train_step(self, x, y, where: str = ""):
         self.input_grad_needed = False
@@ -335,15 +333,14 @@ class Sequential(Layer):
         """One update on one batch; returns [loss, acc] ([loss, *metrics]), or loss alone."""
         self._require_compiled("train_on_batch")
         x, y = self._prepare(x, y)
-        logs = self._means(self._train_step(x, y), len(x), y.size)
-        return self._as_result(logs)
+        return self._as_result(_means(self._train_step(x, y)))
 
     def test_on_batch(self, x, y):
         self._require_compiled("test_on_batch")
         x, y = self._prepare(x, y)
         out = self.forward(x, training=False)
         loss, _, _ = self._loss_and_grad(y, out)
-        return self._as_result(self._means(self._step_metrics(y, out, loss), len(x), y.size))
+        return self._as_result(_means(self._step_metrics(y, out, loss)))
 
     def _as_result(self, logs: dict):
         values = [float(v) for v in logs.values()]
@@ -379,12 +376,12 @@ class Sequential(Layer):
         self.history = history
         for epoch in range(initial_epoch, epochs):
             progress = Progress(train.steps, verbose, desc=f"Epoch {epoch + 1}/{epochs}")
-            sums, counts = {}, [0, 0]
+            sums: dict = {}
             for step, (xb, yb) in enumerate(train.epoch()):
                 where = f" at epoch {epoch + 1}, step {step + 1}"
-                _accumulate(sums, counts, self._train_step(xb, yb, where), xb, yb)
-                progress.update(self._means(sums, *counts))
-            logs = self._means(sums, *counts)
+                _accumulate(sums, self._train_step(xb, yb, where))
+                progress.update(_means(sums))
+            logs = _means(sums)
             if validation is not None:
                 val_logs = self._evaluate_batches(validation, verbose=0)
                 logs.update({f"val_{k}": v for k, v in val_logs.items()})
@@ -415,13 +412,13 @@ class Sequential(Layer):
 
     def _evaluate_batches(self, batches, verbose) -> dict:
         progress = Progress(batches.steps, verbose if batches.steps > 1 else 0, desc="evaluate")
-        sums, counts = {}, [0, 0]
+        sums: dict = {}
         for xb, yb in batches.epoch():
             out = self.forward(xb, training=False)
             loss, _, _ = self._loss_and_grad(yb, out)
-            _accumulate(sums, counts, self._step_metrics(yb, out, loss), xb, yb)
-            progress.update(self._means(sums, *counts))
-        logs = self._means(sums, *counts)
+            _accumulate(sums, self._step_metrics(yb, out, loss))
+            progress.update(_means(sums))
+        logs = _means(sums)
         progress.close(logs)
         return logs
 
@@ -514,11 +511,14 @@ def _is_iterator(x) -> bool:
     return hasattr(x, "__next__") and not isinstance(x, np.ndarray)
 
 
-def _accumulate(sums: dict, counts: list, step_sums: dict, xb, yb) -> None:
-    for k, v in step_sums.items():
-        sums[k] = sums.get(k, 0.0) + v
-    counts[0] += len(xb)
-    counts[1] += yb.size
+def _accumulate(sums: dict, step_sums: dict) -> None:
+    for k, (total, count) in step_sums.items():
+        old_total, old_count = sums.get(k, (0.0, 0))
+        sums[k] = (old_total + total, old_count + count)
+
+
+def _means(sums: dict) -> dict:
+    return {k: total / count for k, (total, count) in sums.items()}
 
 
 class _ArrayBatches:

@@ -649,3 +649,20 @@ def test_maxpool_forward_backward_match_gradient_tape(case):
     _assert_scaled_close("single-layer Y", y_k, y_m, what)
     dx_m = mlayer.backward(dy.copy())
     _assert_scaled_close("gradient dX", dx_k, dx_m, what)
+
+
+def test_accuracy_of_several_sigmoid_units_matches_keras():
+    # Keras 3 resolves "acc" to categorical accuracy when the output has several units.
+    rng = np.random.default_rng(4)
+    keras.utils.set_random_seed(4)
+    km = keras.Sequential([keras.Input((5,)), keras.layers.Dense(3, activation="sigmoid")])
+    mm = mc.Sequential([mc_layers.Dense(3, activation="sigmoid", input_shape=(5,))])
+    mm.set_weights(km.get_weights())
+    km.compile(keras.optimizers.SGD(0.1), "binary_crossentropy", metrics=["acc"])
+    mm.compile(mc_optimizers.SGD(0.1), "binary_crossentropy", metrics=["acc"])
+    x = rng.standard_normal((9, 5)).astype("float32")
+    y = np.eye(3, dtype="float32")[rng.integers(0, 3, 9)]
+    k_loss, k_acc = km.test_on_batch(x, y)
+    m_loss, m_acc = mm.test_on_batch(x, y)
+    assert m_acc == pytest.approx(float(k_acc), abs=1e-6)
+    assert m_loss == pytest.approx(float(k_loss), rel=1e-5)

@@ -457,3 +457,14 @@ def test_iterator_errors():
 def _forever(batch):
     while True:
         yield batch
+
+
+def test_accuracy_of_several_units_is_categorical_as_in_keras_3():
+    model = mc.Sequential([layers.Dense(3, activation="sigmoid", input_shape=(4,))], seed=0)
+    model.compile("sgd", "binary_crossentropy", ["acc", "binary_accuracy"])
+    x = np.random.default_rng(0).standard_normal((6, 4))
+    y = np.eye(3)[[0, 1, 2, 0, 1, 2]]
+    _, acc, binary = model.test_on_batch(x, y)
+    p = model.predict(x, verbose=0)
+    assert acc == pytest.approx(np.mean(p.argmax(1) == y.argmax(1)))
+    assert binary == pytest.approx(np.mean((p > 0.5) == (y > 0.5)))
