@@ -15,9 +15,15 @@ def format_logs(logs: dict) -> str:
 
 
 class Progress:
-    """One line per epoch (verbose=1 live bar, verbose=2 line at the end, 0 silent)."""
+    """One line per epoch (verbose=1 live bar, verbose=2 line at the end, 0 silent).
+
+    As Keras's progress bar, a live bar is drawn only on a terminal; in a log file
+    verbose=1 writes the epoch's line once, at its end.
+    """
 
     def __init__(self, steps, verbose=1, desc=""):
+        if verbose == 1 and not sys.stdout.isatty():
+            verbose = 2
         self.verbose = verbose
         self.desc = desc
         self.steps = steps
@@ -37,12 +43,12 @@ class Progress:
     def update(self, logs: dict, steps: int = 1) -> None:
         self.done += steps
         if self.bar is not None:
-            self.bar.set_postfix_str(f" {self._timing()} - {format_logs(logs)}", refresh=False)
+            self.bar.set_postfix_str(f"{self._timing()} - {format_logs(logs)}", refresh=False)
             self.bar.update(steps)
 
     def close(self, logs: dict) -> None:
         if self.bar is not None:
-            self.bar.set_postfix_str(f" {self._timing()} - {format_logs(logs)}", refresh=False)
+            self.bar.set_postfix_str(f"{self._timing()} - {format_logs(logs)}", refresh=False)
             self.bar.close()
         elif self.verbose == 2:
             elapsed = time.perf_counter() - self.start
