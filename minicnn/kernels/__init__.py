@@ -34,6 +34,7 @@ from minicnn.kernels.pooling import (
     maxpool_forward_reference,
 )
 from minicnn.kernels.conv import Conv2DCache, conv2d_backward, conv2d_forward
+from minicnn.kernels.warp import FILL_MODES, affine_warp, affine_warp_reference
 
 __all__ = [
     "ACTIVATION_CODES", "Conv2DCache",
@@ -44,4 +45,5 @@ __all__ = [
     "im2col", "im2col_reference",
     "maxpool_backward", "maxpool_backward_reference",
     "maxpool_forward", "maxpool_forward_reference",
+    "FILL_MODES", "affine_warp", "affine_warp_reference",
 ]
