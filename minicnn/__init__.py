@@ -1,4 +1,5 @@
 """minicnn: a convnet engine in NumPy and Numba, with explicit backprop and Keras semantics."""
+from minicnn import runtime  # noqa: F401  (first: process settings before Numba starts)
 from minicnn import layers, losses, metrics, optimizers
 from minicnn.callbacks import History
 from minicnn.layers import clear_session

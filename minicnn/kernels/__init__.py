@@ -8,15 +8,6 @@ Geometry is passed explicitly: strides (S_h, S_w) and paddings
 (P_top, P_bottom, P_left, P_right); minicnn.shapes turns 'valid'/'same' into
 those numbers.
 """
-import os
-
-# Numba's OpenMP workers and NumPy's BLAS threads take turns on the same cores (a kernel,
-# then a matmul, then a kernel). By default idle OpenMP workers spin for a while and
-# steal the cores BLAS needs next; passive waiting made a training step ~25 % faster and
-# inference ~1.8x faster on 2 cores. Set before Numba starts its thread pool; a value
-# the user set wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
 from minicnn.kernels.im2col import col2im, col2im_reference, im2col, im2col_reference
 from minicnn.kernels.elementwise import (
     ACTIVATION_CODES,
