@@ -25,6 +25,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from minicnn.kernels import rmsprop_update
+
+_NO_SLOT = np.empty(0)
+
 
 class Optimizer:
     name = "optimizer"
@@ -81,19 +85,10 @@ class RMSprop(Optimizer):
         self.slot_names = ("velocity", "momentum") if self.momentum > 0 else ("velocity",)
 
     def update(self, w, g, slots):
-        v = slots["velocity"]
-        v *= self.rho
-        v += (1 - self.rho) * np.square(g)
-        if self.epsilon_inside_sqrt:
-            increment = self.learning_rate * g / np.sqrt(v + self.epsilon)
-        else:
-            increment = self.learning_rate * g / (np.sqrt(v) + self.epsilon)
-        if self.momentum > 0:
-            m = slots["momentum"]
-            m *= self.momentum
-            m += increment
-            increment = m
-        w -= increment
+        # The formulas above, in one fused pass (minicnn.kernels.optim).
+        rmsprop_update(w, np.ascontiguousarray(g), slots["velocity"],
+                       slots.get("momentum", _NO_SLOT), self.learning_rate, self.rho,
+                       self.epsilon, self.momentum, self.epsilon_inside_sqrt)
 
     def get_config(self):
         return {**super().get_config(), "rho": self.rho, "epsilon": self.epsilon,

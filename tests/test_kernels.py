@@ -134,3 +134,22 @@ def test_fused_activation_backward_and_bias_grad_equal_their_numpy_twin(m, c, co
     np.testing.assert_allclose(dz, dz_ref, rtol=1e-6)
     np.testing.assert_allclose(db, db_ref, rtol=1e-5, atol=1e-5)
     assert db.dtype == dtype
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.5])
+@pytest.mark.parametrize("inside", [True, False])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_rmsprop_kernel_equals_its_numpy_twin(momentum, inside, dtype):
+    rng = np.random.default_rng(0)
+    state = [rng.standard_normal((7, 5)).astype(dtype), None,
+             rng.random((7, 5)).astype(dtype), rng.standard_normal((7, 5)).astype(dtype)]
+    fast = [a.copy() if a is not None else None for a in state]
+    slow = [a.copy() if a is not None else None for a in state]
+    for step in range(3):
+        g = rng.standard_normal((7, 5)).astype(dtype)
+        kernels.rmsprop_update(fast[0], g, fast[2], fast[3], 1e-3, 0.9, 1e-7, momentum, inside)
+        kernels.rmsprop_update_reference(slow[0], g, slow[2], slow[3], 1e-3, 0.9, 1e-7, momentum, inside)
+    tol = 1e-6 if dtype == np.float32 else 1e-13
+    for a, b in zip(fast, slow):
+        if a is not None:
+            np.testing.assert_allclose(a, b, rtol=tol, atol=tol)

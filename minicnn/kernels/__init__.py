@@ -25,6 +25,7 @@ from minicnn.kernels.pooling import (
     maxpool_forward_reference,
 )
 from minicnn.kernels.conv import Conv2DCache, conv2d_backward, conv2d_forward
+from minicnn.kernels.optim import rmsprop_update, rmsprop_update_reference
 from minicnn.kernels.warp import FILL_MODES, affine_warp, affine_warp_reference
 
 __all__ = [
@@ -36,5 +37,6 @@ __all__ = [
     "im2col", "im2col_reference",
     "maxpool_backward", "maxpool_backward_reference",
     "maxpool_forward", "maxpool_forward_reference",
+    "rmsprop_update", "rmsprop_update_reference",
     "FILL_MODES", "affine_warp", "affine_warp_reference",
 ]
