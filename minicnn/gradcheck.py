@@ -168,7 +168,7 @@ def check_model(model, x, y, eps=DEFAULT_EPS, tolerance=DEFAULT_TOLERANCE) -> Gr
     """Check dL/dW for every trainable weight and dL/dx of a compiled model at one batch,
     in training mode (dropout on, with its mask replayed), loss as in training."""
     if model.loss is None:
-        raise RuntimeError(f"check_model: compile the model with a loss first")
+        raise RuntimeError("check_model: compile the model with a loss first")
     model = _float64_copy(model, x)
     x = np.array(x, dtype=np.float64)
     y = model._check_labels(y, len(x))

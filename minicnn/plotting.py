@@ -24,6 +24,16 @@ def _pyplot():
     return plt
 
 
+def _save(plt, fig, path) -> str:
+    """Write the figure as PNG under a temporary name, rename it into place, close it."""
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=110, format="png")
+    finally:
+        plt.close(fig)
+    return os.fspath(path)
+
+
 def _accuracy_key(history: dict):
     for key in ("acc", "accuracy", "binary_accuracy"):
         if key in history:
@@ -57,12 +67,7 @@ def plot_history(history: dict, path, title=None) -> str:
     if title:
         axes[0, 0].set_title(title)
     fig.tight_layout()
-    try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=110, format="png")
-    finally:
-        plt.close(fig)
-    return os.fspath(path)
+    return _save(plt, fig, path)
 
 
 def plot_image_grid(images, path, rows=2, cols=2, title=None) -> str:
@@ -76,9 +81,4 @@ def plot_image_grid(images, path, rows=2, cols=2, title=None) -> str:
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=110, format="png")
-    finally:
-        plt.close(fig)
-    return os.fspath(path)
+    return _save(plt, fig, path)

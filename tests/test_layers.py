@@ -7,7 +7,7 @@ assigned (not accumulated) by a second backward, Keras weight shapes.
 """
 import numpy as np
 import pytest
-from hypothesis import assume, given, strategies as st
+from hypothesis import given, strategies as st
 
 from minicnn import gradcheck, layers
 from minicnn.shapes import window_2d

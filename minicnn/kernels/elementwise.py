@@ -59,21 +59,6 @@ def bias_activation_reference(z, b, code, keep_logits=False):
     return z, logits
 
 
-@njit(parallel=True, cache=True, nogil=True)
-def _activation_backward(dy, y, code):
-    m, c = dy.shape
-    dz = np.empty_like(dy)
-    for r in prange(m):
-        for ch in range(c):
-            g = dy[r, ch]
-            if code == 1:
-                g = g if y[r, ch] > 0 else 0.0
-            elif code == 2:
-                g = g * y[r, ch] * (1.0 - y[r, ch])
-            dz[r, ch] = g
-    return dz
-
-
 def activation_backward(dy, y, code):
     """dz = dL/dz from dy = dL/dy and the forward output y; dy is not modified.
 
@@ -82,8 +67,8 @@ def activation_backward(dy, y, code):
     if code == 0:
         return dy.copy()
     shape = dy.shape
-    dz = _activation_backward(np.ascontiguousarray(dy).reshape(-1, shape[-1]),
-                              np.ascontiguousarray(y).reshape(-1, shape[-1]), code)
+    dz, _ = activation_backward_and_bias_grad(np.ascontiguousarray(dy).reshape(-1, shape[-1]),
+                                              np.ascontiguousarray(y).reshape(-1, shape[-1]), code)
     return dz.reshape(shape)
 
 

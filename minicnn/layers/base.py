@@ -19,6 +19,7 @@ from collections import defaultdict
 
 import numpy as np
 
+from minicnn import activations, initializers
 from minicnn.shapes import format_shape
 
 _name_counts: dict[str, int] = defaultdict(int)
@@ -217,3 +218,73 @@ class Layer:
         if self.batch_input_shape is not None:
             config["batch_input_shape"] = list(self.batch_input_shape)
         return config
+
+
+class KernelLayer(Layer):
+    """What Conv2D and Dense share: a kernel, an optional bias, an activation.
+
+    Subclasses set the kernel's shape in `_kernel_shape(input_shape)` and compute
+    forward and `_backward(dy, need_dx, from_logits)`; this class owns the weights
+    (Keras order: kernel, then bias), their initialisers and dtype, and routes
+    backward/backward_from_logits/output_logits.
+    """
+
+    def __init__(self, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
+                 bias_initializer="zeros", input_shape=None, name=None, trainable=True,
+                 dtype="float32"):
+        super().__init__(name=name, trainable=trainable, input_shape=input_shape, dtype=dtype)
+        label = self._label()
+        self.activation = activations.resolve(activation, label)
+        self._activation_code = activations.code(self.activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = kernel_initializer
+        self.bias_initializer = bias_initializer
+        self._kernel_init = initializers.resolve(kernel_initializer, label)
+        self._bias_init = initializers.resolve(bias_initializer, label)
+        self.kernel = None
+        self.bias = None
+
+    def _positive_int(self, value, what: str) -> int:
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+            raise self._error(f"`{what}` must be a positive int; received {what}={value!r}")
+        return int(value)
+
+    def _kernel_shape(self, input_shape) -> tuple:
+        raise NotImplementedError
+
+    def _create_weights(self, input_shape, rng):
+        shape = self._kernel_shape(input_shape)
+        self.kernel = self._kernel_init(shape, rng).astype(self.dtype)
+        self.bias = self._bias_init((shape[-1],), rng).astype(self.dtype) if self.use_bias else None
+
+    def _cast_weights(self):
+        if self.kernel is not None:
+            self.kernel = self.kernel.astype(self.dtype)
+        if self.bias is not None:
+            self.bias = self.bias.astype(self.dtype)
+
+    @property
+    def params(self):
+        if self.kernel is None:
+            return []
+        return [self.kernel, self.bias] if self.use_bias else [self.kernel]
+
+    def _set_grads(self, dw, db) -> None:
+        self.grads = ([dw, db] if self.use_bias else [dw]) if self.trainable else []
+
+    def backward(self, dy, need_dx=True):
+        return self._backward(dy, need_dx, from_logits=False)
+
+    def backward_from_logits(self, dz, need_dx=True):
+        return self._backward(dz, need_dx, from_logits=True)
+
+    def output_logits(self):
+        return self._kept_logits()
+
+    def _backward(self, dy, need_dx, from_logits):
+        raise NotImplementedError
+
+    def get_config(self):
+        return {**super().get_config(), "activation": self.activation, "use_bias": self.use_bias,
+                "kernel_initializer": self.kernel_initializer,
+                "bias_initializer": self.bias_initializer}

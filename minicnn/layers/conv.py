@@ -1,15 +1,12 @@
 """Conv2D."""
 from __future__ import annotations
 
-import numpy as np
-
-from minicnn import activations, initializers
 from minicnn.kernels import conv2d_backward, conv2d_forward
-from minicnn.layers.base import Layer, reuse
+from minicnn.layers.base import KernelLayer, reuse
 from minicnn.shapes import normalize_padding, normalize_tuple, window_2d
 
 
-class Conv2D(Layer):
+class Conv2D(KernelLayer):
     """2-D convolution (cross-correlation, as Keras), with bias and activation.
 
     Input  X: ndarray of shape (N, H, W, C_in)
@@ -32,22 +29,13 @@ class Conv2D(Layer):
     def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid", activation=None,
                  use_bias=True, kernel_initializer="glorot_uniform", bias_initializer="zeros",
                  input_shape=None, name=None, trainable=True, dtype="float32"):
-        super().__init__(name=name, trainable=trainable, input_shape=input_shape, dtype=dtype)
+        super().__init__(activation, use_bias, kernel_initializer, bias_initializer,
+                         input_shape=input_shape, name=name, trainable=trainable, dtype=dtype)
         label = self._label()
-        if isinstance(filters, bool) or not isinstance(filters, (int, np.integer)) or filters <= 0:
-            raise self._error(f"`filters` must be a positive int; received filters={filters!r}")
-        self.filters = int(filters)
+        self.filters = self._positive_int(filters, "filters")
         self.kernel_size = normalize_tuple(kernel_size, 2, "kernel_size", label)
         self.strides = normalize_tuple(strides, 2, "strides", label)
         self.padding = normalize_padding(padding, label)
-        self.activation = activations.resolve(activation, label)
-        self.use_bias = bool(use_bias)
-        self.kernel_initializer = kernel_initializer
-        self.bias_initializer = bias_initializer
-        self._kernel_init = initializers.resolve(kernel_initializer, label)
-        self._bias_init = initializers.resolve(bias_initializer, label)
-        self.kernel = None
-        self.bias = None
         self._cols = None          # im2col workspace, reused from one training step to the next
         self._dz = None            # dL/dZ workspace of backward
 
@@ -58,47 +46,22 @@ class Conv2D(Layer):
         if win.h_out <= 0 or win.w_out <= 0:
             raise self._error(f"kernel_size {self.kernel_size} is larger than its input "
                               f"(H, W) = {(h, w)} with padding='valid'")
+        self._pads = win[2:]
         return (None, win.h_out, win.w_out, self.filters)
 
-    def _create_weights(self, input_shape, rng):
-        c_in = input_shape[-1]
-        self._pads = window_2d(input_shape[1], input_shape[2], self.kernel_size,
-                               self.strides, self.padding)[2:]
-        shape = self.kernel_size + (c_in, self.filters)
-        self.kernel = self._kernel_init(shape, rng).astype(self.dtype)
-        self.bias = self._bias_init((self.filters,), rng).astype(self.dtype) if self.use_bias else None
-
-    def _cast_weights(self):
-        if self.kernel is not None:
-            self.kernel = self.kernel.astype(self.dtype)
-        if self.bias is not None:
-            self.bias = self.bias.astype(self.dtype)
-
-    @property
-    def params(self):
-        if self.kernel is None:
-            return []
-        return [self.kernel, self.bias] if self.use_bias else [self.kernel]
+    def _kernel_shape(self, input_shape):
+        return self.kernel_size + (input_shape[-1], self.filters)
 
     def forward(self, x, training=False, keep_cache=None):
         x = self._check_input(x)
         keep_cache = training if keep_cache is None else keep_cache
         y, self._logits, self._cache = conv2d_forward(
             x, self.kernel, self.bias, self.strides, self._pads,
-            activations.code(self.activation), keep_cache=keep_cache,
+            self._activation_code, keep_cache=keep_cache,
             cols_out=self._cols if keep_cache else None)
         if keep_cache:
             self._cols = self._cache.cols
         return y
-
-    def backward(self, dy, need_dx=True):
-        return self._backward(dy, need_dx, from_logits=False)
-
-    def backward_from_logits(self, dz, need_dx=True):
-        return self._backward(dz, need_dx, from_logits=True)
-
-    def output_logits(self):
-        return self._kept_logits()
 
     def _backward(self, dy, need_dx, from_logits):
         cache = self._require_cache()
@@ -108,12 +71,10 @@ class Conv2D(Layer):
         dx, dw, db = conv2d_backward(dy, cache, need_dx=need_dx, need_dw=train,
                                      need_db=train and self.use_bias, from_logits=from_logits,
                                      dcols_out=cache.cols, dz_out=self._dz)
-        self.grads = ([dw, db] if self.use_bias else [dw]) if train else []
+        self._set_grads(dw, db)
         return dx
 
     def get_config(self):
         return {**super().get_config(), "filters": self.filters,
                 "kernel_size": list(self.kernel_size), "strides": list(self.strides),
-                "padding": self.padding, "activation": self.activation,
-                "use_bias": self.use_bias, "kernel_initializer": self.kernel_initializer,
-                "bias_initializer": self.bias_initializer}
+                "padding": self.padding}

@@ -5,9 +5,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from minicnn import activations, initializers
-from minicnn.kernels import activation_backward, bias_activation
-from minicnn.layers.base import Layer
+from minicnn import activations
+from minicnn.kernels import (activation_backward, activation_backward_and_bias_grad,
+                             bias_activation)
+from minicnn.layers.base import KernelLayer, Layer
 
 
 class _DenseCache(NamedTuple):
@@ -15,7 +16,7 @@ class _DenseCache(NamedTuple):
     y: np.ndarray           # (M, D_out), the activated output
 
 
-class Dense(Layer):
+class Dense(KernelLayer):
     """Fully connected layer.
 
     Input  X: ndarray of shape (N, D_in)   (or (N, ..., D_in): applied on the last axis)
@@ -30,19 +31,9 @@ class Dense(Layer):
     def __init__(self, units, activation=None, use_bias=True,
                  kernel_initializer="glorot_uniform", bias_initializer="zeros",
                  input_shape=None, name=None, trainable=True, dtype="float32"):
-        super().__init__(name=name, trainable=trainable, input_shape=input_shape, dtype=dtype)
-        label = self._label()
-        if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units <= 0:
-            raise self._error(f"`units` must be a positive int; received units={units!r}")
-        self.units = int(units)
-        self.activation = activations.resolve(activation, label)
-        self.use_bias = bool(use_bias)
-        self.kernel_initializer = kernel_initializer
-        self.bias_initializer = bias_initializer
-        self._kernel_init = initializers.resolve(kernel_initializer, label)
-        self._bias_init = initializers.resolve(bias_initializer, label)
-        self.kernel = None
-        self.bias = None
+        super().__init__(activation, use_bias, kernel_initializer, bias_initializer,
+                         input_shape=input_shape, name=name, trainable=trainable, dtype=dtype)
+        self.units = self._positive_int(units, "units")
 
     def compute_output_shape(self, input_shape):
         if len(input_shape) < 2:
@@ -50,21 +41,8 @@ class Dense(Layer):
                               f"{tuple(input_shape)}")
         return tuple(input_shape[:-1]) + (self.units,)
 
-    def _create_weights(self, input_shape, rng):
-        self.kernel = self._kernel_init((input_shape[-1], self.units), rng).astype(self.dtype)
-        self.bias = self._bias_init((self.units,), rng).astype(self.dtype) if self.use_bias else None
-
-    def _cast_weights(self):
-        if self.kernel is not None:
-            self.kernel = self.kernel.astype(self.dtype)
-        if self.bias is not None:
-            self.bias = self.bias.astype(self.dtype)
-
-    @property
-    def params(self):
-        if self.kernel is None:
-            return []
-        return [self.kernel, self.bias] if self.use_bias else [self.kernel]
+    def _kernel_shape(self, input_shape):
+        return (input_shape[-1], self.units)
 
     def forward(self, x, training=False, keep_cache=None):
         x = self._check_input(x)
@@ -72,39 +50,24 @@ class Dense(Layer):
         x2d = x.reshape(-1, x.shape[-1])
         z = x2d @ self.kernel
         b = self.bias if self.use_bias else np.zeros(self.units, dtype=z.dtype)
-        y2d, logits = bias_activation(z, b, activations.code(self.activation), keep_logits=True)
+        y2d, logits = bias_activation(z, b, self._activation_code, keep_logits=True)
         out_shape = x.shape[:-1] + (self.units,)
         self._logits = None if logits is None else logits.reshape(out_shape)
         self._cache = _DenseCache(x2d, y2d) if keep_cache else None
         return y2d.reshape(out_shape)
 
-    def backward(self, dy, need_dx=True):
-        return self._backward(dy, need_dx, from_logits=False)
-
-    def backward_from_logits(self, dz, need_dx=True):
-        return self._backward(dz, need_dx, from_logits=True)
-
-    def output_logits(self):
-        return self._kept_logits()
-
     def _backward(self, dy, need_dx, from_logits):
         cache = self._require_cache()
-        dy2d = dy.reshape(cache.y.shape)
-        dz = dy2d if from_logits else \
-            activation_backward(dy2d, cache.y, activations.code(self.activation))
-        if self.trainable:
-            dw = cache.x.T @ dz
-            self.grads = [dw, dz.sum(axis=0)] if self.use_bias else [dw]
-        else:
-            self.grads = []
+        dy2d = np.ascontiguousarray(dy).reshape(cache.y.shape)
+        code = 0 if from_logits else self._activation_code    # from logits: dy is dZ already
+        dz, db = activation_backward_and_bias_grad(dy2d, cache.y, code)
+        self._set_grads(cache.x.T @ dz if self.trainable else None, db)
         if not need_dx:
             return None
         return (dz @ self.kernel.T).reshape(dy.shape[:-1] + (cache.x.shape[-1],))
 
     def get_config(self):
-        return {**super().get_config(), "units": self.units, "activation": self.activation,
-                "use_bias": self.use_bias, "kernel_initializer": self.kernel_initializer,
-                "bias_initializer": self.bias_initializer}
+        return {**super().get_config(), "units": self.units}
 
 
 class Flatten(Layer):
