@@ -39,7 +39,7 @@ def pool_cases(draw):
 @st.composite
 def dense_cases(draw):
     n, d_in, units = draw(st.integers(1, 4)), draw(st.integers(1, 12)), draw(st.integers(1, 6))
-    activation = draw(st.sampled_from([None, "relu", "sigmoid"]))
+    activation = draw(st.sampled_from([None, "relu", "sigmoid", "softmax"]))
     use_bias = draw(st.booleans())
     layer = layers.Dense(units, activation=activation, use_bias=use_bias, dtype="float64")
     return layer, (n, d_in), d_in * units + (units if use_bias else 0)
@@ -48,7 +48,7 @@ def dense_cases(draw):
 @st.composite
 def shape_only_cases(draw):
     shape = tuple(draw(st.lists(st.integers(1, 5), min_size=2, max_size=4)))
-    kind = draw(st.sampled_from(["flatten", "dropout", "relu", "sigmoid", "linear"]))
+    kind = draw(st.sampled_from(["flatten", "dropout", "relu", "sigmoid", "linear", "softmax"]))
     if kind == "flatten":
         layer = layers.Flatten(dtype="float64")
     elif kind == "dropout":

@@ -9,13 +9,15 @@ serves them all:
              computed from e = exp(-|z|) as 1 / (1 + e) for z >= 0 and e / (1 + e)
              for z < 0: exp never overflows, and tiny outputs keep full relative
              precision (0.5 * tanh(z / 2) + 0.5 would lose it to cancellation).
+    softmax  y_k = exp(z_k - max z) / sum_j exp(z_j - max z)     over the last axis (a row)
+                                           dz = y * (dy - sum_k dy_k y_k)
 
 The backward is written in terms of the output y, so forward keeps y (not z).
 """
 import numpy as np
 from numba import njit, prange
 
-ACTIVATION_CODES = {"linear": 0, "relu": 1, "sigmoid": 2}
+ACTIVATION_CODES = {"linear": 0, "relu": 1, "sigmoid": 2, "softmax": 3}
 
 
 @njit(parallel=True, cache=True, nogil=True)
@@ -30,6 +32,16 @@ def _bias_activation(z, b, code):
                 e = np.exp(-abs(v))
                 v = 1.0 / (1.0 + e) if v >= 0 else e / (1.0 + e)
             z[r, ch] = v
+        if code == 3:                       # softmax needs the whole row
+            top = z[r, 0]
+            for ch in range(1, c):
+                top = max(top, z[r, ch])
+            total = 0.0
+            for ch in range(c):
+                z[r, ch] = np.exp(z[r, ch] - top)
+                total += z[r, ch]
+            for ch in range(c):
+                z[r, ch] /= total
     return z
 
 
@@ -56,6 +68,9 @@ def bias_activation_reference(z, b, code, keep_logits=False):
     elif code == 2:
         e = np.exp(-np.abs(z))
         z[...] = np.where(z >= 0, 1 / (1 + e), e / (1 + e))
+    elif code == 3:
+        e = np.exp(z - z.max(axis=-1, keepdims=True))
+        z[...] = e / e.sum(axis=-1, keepdims=True)
     return z, logits
 
 
@@ -79,12 +94,18 @@ def _activation_backward_bias(dy, y, code, dz, partial):
     size = (m + chunks - 1) // chunks
     for t in prange(chunks):               # each task sums its own rows into partial[t]
         for r in range(t * size, min(m, (t + 1) * size)):
+            row_dot = 0.0
+            if code == 3:
+                for ch in range(c):
+                    row_dot += dy[r, ch] * y[r, ch]
             for ch in range(c):
                 g = dy[r, ch]
                 if code == 1:
                     g = g if y[r, ch] > 0 else 0.0
                 elif code == 2:
                     g = g * y[r, ch] * (1.0 - y[r, ch])
+                elif code == 3:
+                    g = y[r, ch] * (g - row_dot)
                 dz[r, ch] = g
                 partial[t, ch] += g
     return dz
@@ -116,4 +137,6 @@ def activation_backward_reference(dy, y, code):
         return dy * (y > 0)
     if code == 2:
         return dy * y * (1 - y)
+    if code == 3:
+        return y * (dy - np.sum(dy * y, axis=-1, keepdims=True))
     return dy.copy()
