@@ -170,3 +170,26 @@ def test_same_padding_puts_the_smaller_half_before():
     win = window_2d(8, 7, (4, 4), (1, 2), "same")
     assert (win.pad_top, win.pad_bottom) == (1, 2)       # total 3
     assert (win.pad_left, win.pad_right) == (1, 2)       # out 4: total (4-1)*2+4-7 = 3
+
+
+@given(windows(max_size=8, max_k=3, max_c=3, max_n=5), st.integers(1, 4),
+       st.sampled_from([None, "relu", "sigmoid"]), st.integers(1, 3), st.integers(0, 2 ** 32 - 1))
+def test_micro_batched_inference_equals_the_whole_batch(geometry, filters, activation, images, seed):
+    x_shape, k, s, padding = geometry
+    layer = layers.Conv2D(filters, k, strides=s, padding=padding, activation=activation, dtype="float64")
+    x = _input(x_shape, seed)
+    whole = layer.forward(x, training=True)                 # one matrix product, cached
+    per_image = layer.output_shape[1] * layer.output_shape[2] * k[0] * k[1] * x_shape[-1] * 8
+    previous = layers.set_workspace_limit(images * per_image)
+    try:
+        parts = layer.forward(x)                            # inference: micro-batches of `images`
+    finally:
+        layers.set_workspace_limit(previous)
+    np.testing.assert_allclose(parts, whole, rtol=1e-12, atol=1e-12)
+    if activation == "sigmoid":
+        assert layer.output_logits().shape == whole.shape
+
+
+def test_workspace_limit_must_be_positive():
+    with pytest.raises(ValueError, match="positive number of bytes"):
+        layers.set_workspace_limit(0)

@@ -24,7 +24,7 @@ from minicnn.kernels.pooling import (
     maxpool_forward,
     maxpool_forward_reference,
 )
-from minicnn.kernels.conv import Conv2DCache, conv2d_backward, conv2d_forward
+from minicnn.kernels.conv import Conv2DCache, conv2d_backward, conv2d_forward, conv2d_inference
 from minicnn.kernels.optim import rmsprop_update, rmsprop_update_reference
 from minicnn.kernels.warp import FILL_MODES, affine_warp, affine_warp_reference
 
@@ -33,7 +33,7 @@ __all__ = [
     "activation_backward", "activation_backward_reference",
     "activation_backward_and_bias_grad", "activation_backward_and_bias_grad_reference",
     "bias_activation", "bias_activation_reference",
-    "col2im", "col2im_reference", "conv2d_backward", "conv2d_forward",
+    "col2im", "col2im_reference", "conv2d_backward", "conv2d_forward", "conv2d_inference",
     "im2col", "im2col_reference",
     "maxpool_backward", "maxpool_backward_reference",
     "maxpool_forward", "maxpool_forward_reference",

@@ -58,6 +58,41 @@ def conv2d_forward(x, kernel, bias, strides, pads, activation=0, keep_cache=True
     return y, logits, cache
 
 
+def conv2d_inference(x, kernel, bias, strides, pads, activation=0, max_workspace=None):
+    """conv2d_forward without a cache, in micro-batches of images whose im2col matrix
+    stays within max_workspace bytes (one matrix product per micro-batch; the whole batch
+    at once when it fits or when max_workspace is None). Returns (y, logits).
+
+    Memory: one workspace of at most max(max_workspace, one image's patches) bytes, reused
+    for every micro-batch, instead of the whole batch's patches (1 GB for VGG16's
+    block1_conv2 at batch 20).
+    """
+    n, h, w, _ = x.shape
+    k_h, k_w, c_in, c_out = kernel.shape
+    h_out = window_output_size(h, k_h, strides[0], pads[0], pads[1])
+    w_out = window_output_size(w, k_w, strides[1], pads[2], pads[3])
+    rows = h_out * w_out
+    per_image = rows * k_h * k_w * c_in * x.dtype.itemsize
+    chunk = n if max_workspace is None else max(1, min(n, int(max_workspace // max(per_image, 1))))
+    if chunk >= n:
+        y, logits, _ = conv2d_forward(x, kernel, bias, strides, pads, activation, keep_cache=False)
+        return y, logits
+    y = np.empty((n, h_out, w_out, c_out), dtype=x.dtype)
+    logits = None
+    workspace = np.empty((chunk * rows, k_h * k_w * c_in), dtype=x.dtype)
+    for start in range(0, n, chunk):
+        part = slice(start, min(start + chunk, n))
+        count = part.stop - part.start
+        y[part], part_logits, _ = conv2d_forward(x[part], kernel, bias, strides, pads, activation,
+                                                 keep_cache=False,
+                                                 cols_out=workspace[:count * rows])
+        if part_logits is not None:
+            if logits is None:
+                logits = np.empty_like(y)
+            logits[part] = part_logits
+    return y, logits
+
+
 def conv2d_backward(dy, cache: Conv2DCache, need_dx=True, need_dw=True, need_db=True,
                     from_logits=False, dcols_out=None, dz_out=None):
     """Returns (dX, dW, db), each None when not asked for; dy is not modified.

@@ -1,9 +1,25 @@
 """Conv2D."""
 from __future__ import annotations
 
-from minicnn.kernels import conv2d_backward, conv2d_forward
+from minicnn.kernels import conv2d_backward, conv2d_forward, conv2d_inference
 from minicnn.layers.base import KernelLayer, reuse
 from minicnn.shapes import normalize_padding, normalize_tuple, window_2d
+
+# At inference a Conv2D runs its batch in micro-batches whose im2col matrix stays under
+# this many bytes (set_workspace_limit); training keeps the whole batch's matrix for dW.
+_workspace_limit = 256 * 2 ** 20
+
+
+def set_workspace_limit(nbytes) -> int:
+    """Bound the im2col workspace of every Conv2D at inference (bytes; None: no bound).
+    Returns the previous bound. At least one image's patches are always used."""
+    global _workspace_limit
+    if nbytes is not None and (isinstance(nbytes, bool) or not isinstance(nbytes, int)
+                               or nbytes <= 0):
+        raise ValueError(f"set_workspace_limit: expected a positive number of bytes or None; "
+                         f"received {nbytes!r}")
+    previous, _workspace_limit = _workspace_limit, nbytes
+    return previous
 
 
 class Conv2D(KernelLayer):
@@ -55,12 +71,16 @@ class Conv2D(KernelLayer):
     def forward(self, x, training=False, keep_cache=None):
         x = self._check_input(x)
         keep_cache = training if keep_cache is None else keep_cache
+        if not keep_cache:
+            self._cache = None
+            y, self._logits = conv2d_inference(x, self.kernel, self.bias, self.strides,
+                                               self._pads, self._activation_code,
+                                               max_workspace=_workspace_limit)
+            return y
         y, self._logits, self._cache = conv2d_forward(
-            x, self.kernel, self.bias, self.strides, self._pads,
-            self._activation_code, keep_cache=keep_cache,
-            cols_out=self._cols if keep_cache else None)
-        if keep_cache:
-            self._cols = self._cache.cols
+            x, self.kernel, self.bias, self.strides, self._pads, self._activation_code,
+            keep_cache=True, cols_out=self._cols)
+        self._cols = self._cache.cols
         return y
 
     def _backward(self, dy, need_dx, from_logits):
