@@ -6,6 +6,7 @@
     minicnn train [--data DIR] [--augment] [--epochs N]  the lecture's CNN on a cats/dogs folder
     minicnn data split --source DIR --dest DIR           the lecture's train/validation/test split
     minicnn data preview IMAGE [--out PNG]               2x2 grid of augmented versions
+    minicnn features extract --data DIR [--out NPZ]      VGG16 conv-base features of a split
 """
 from __future__ import annotations
 
@@ -180,6 +181,37 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_features_extract(args) -> int:
+    import numpy as np
+
+    from minicnn.applications import VGG16
+    from minicnn.io.atomic import atomic_path
+    from minicnn.preprocessing.image import ImageDataGenerator
+
+    splits = [s for s in args.splits if os.path.isdir(os.path.join(args.data, s))]
+    if not splits:
+        raise FileNotFoundError(f"--data {args.data} has none of the folders {args.splits}")
+    conv_base = VGG16(weights=args.weights or "imagenet", include_top=False,
+                      input_shape=(150, 150, 3))
+    datagen = ImageDataGenerator(rescale=1 / 255)
+    arrays = {}
+    for split in splits:
+        flow = datagen.flow_from_directory(os.path.join(args.data, split), target_size=(150, 150),
+                                           batch_size=args.batch_size, class_mode="binary",
+                                           shuffle=False)
+        steps = -(-flow.samples // args.batch_size)
+        print(f"{split}: extracting {flow.samples} images in {steps} batches")
+        arrays[f"{split}_features"] = conv_base.predict(flow, steps=steps, verbose=1)
+        arrays[f"{split}_labels"] = flow.classes.astype(np.float32)
+        arrays[f"{split}_filenames"] = np.array(flow.filenames)
+    with atomic_path(args.out) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+    print(f"wrote {args.out}: " + ", ".join(f"{k} {v.shape}" for k, v in arrays.items()
+                                             if k.endswith("features")))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="minicnn",
@@ -226,6 +258,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of weights, shuffling, dropout")
     p.add_argument("--out", default="runs/train", help="output folder (default runs/train)")
     p.set_defaults(func=cmd_train)
+
+    features = sub.add_parser("features", help="VGG16 feature extraction (the lecture's flow 3)",
+                              description="Feature extraction with the VGG16 conv base.")
+    features_sub = features.add_subparsers(dest="features_command", required=True,
+                                           metavar="SUBCOMMAND")
+    p = features_sub.add_parser("extract", help="run the VGG16 conv base once over every image",
+                                description="Run the ImageNet VGG16 conv base (150x150, rescale "
+                                            "1/255) once over DIR/train, validation and test and "
+                                            "save the (N, 4, 4, 512) features with their labels "
+                                            "to an .npz file, as the lecture's extract_features.")
+    p.add_argument("--data", required=True, help="folder with train/, validation/, test/")
+    p.add_argument("--out", default="features.npz", help="output .npz (default features.npz)")
+    p.add_argument("--splits", nargs="+", default=["train", "validation", "test"],
+                   help="which subfolders (default: train validation test)")
+    p.add_argument("--batch-size", type=int, default=20, help="batch size (default 20)")
+    p.add_argument("--weights", help="a Keras-layout .h5 with the conv base "
+                                     "(default: the converted ImageNet file)")
+    p.set_defaults(func=cmd_features_extract)
 
     data = sub.add_parser("data", help="prepare and look at the image data",
                           description="The lecture's data tools.")
