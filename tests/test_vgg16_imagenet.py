@@ -1,0 +1,58 @@
+"""VGG16 with the real ImageNet weights: probes, and Keras's forward on real photos.
+
+The weights file is made by `minicnn weights vgg16` (CI runs it before the tests);
+without it these tests skip and say so.
+"""
+import os
+
+import numpy as np
+import pytest
+
+from minicnn import datasets
+from minicnn.applications import VGG16, vgg16
+
+PROBES = [  # DESIGN.md: published values of the Keras weights, HWIO
+    ("block1_conv1", 0, (0, 0, 0, 0), 0.42947057),
+    ("block1_conv1", 1, (25,), 0.7446502),
+    ("block1_conv2", 0, (2, 2, 63, 63), 0.016082443),
+    ("block2_conv1", 1, (1,), 0.06440781),
+    ("block5_conv1", 0, (1, 0, 63, 269), -0.011236359),
+    ("block5_conv2", 1, (510,), 0.23517226),
+    ("block5_conv3", 0, (0, 2, 0, 400), -0.008714244),
+]
+
+
+@pytest.fixture(scope="module")
+def conv_base():
+    try:
+        vgg16.imagenet_weights_path()
+    except FileNotFoundError as error:
+        pytest.skip(f"no ImageNet VGG16 weights here; run `minicnn weights vgg16` ({error})")
+    return VGG16(weights="imagenet", include_top=False, input_shape=(150, 150, 3))
+
+
+def test_every_probe_value(conv_base):
+    for layer, index, where, value in PROBES:
+        assert conv_base.get_layer(layer).params[index][where] == pytest.approx(value, rel=1e-6), layer
+
+
+def _photos():
+    from minicnn.preprocessing.image import img_to_array, load_img
+    root = datasets.sample_dir() / "validation"
+    paths = [root / "cats" / "cat.1000.jpg", root / "cats" / "cat.1001.jpg",
+             root / "dogs" / "dog.1000.jpg", root / "dogs" / "dog.1001.jpg"]
+    return np.stack([img_to_array(load_img(p, target_size=(150, 150))) for p in paths]) / 255
+
+
+def test_forward_on_real_photos_equals_keras(conv_base):
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    keras = pytest.importorskip("keras")
+    reference = keras.applications.VGG16(weights=None, include_top=False, input_shape=(150, 150, 3))
+    reference.set_weights(conv_base.get_weights())
+    x = _photos().astype(np.float32)
+    ours = conv_base.predict(x, verbose=0)
+    theirs = np.asarray(reference.predict_on_batch(x))
+    assert ours.shape == theirs.shape == (4, 4, 4, 512)
+    relative = np.linalg.norm(ours - theirs) / np.linalg.norm(theirs)
+    assert relative < 1e-4, relative
