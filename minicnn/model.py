@@ -204,6 +204,17 @@ class Sequential(Layer):
             index -= n
         return "?"
 
+    def save_weights(self, path) -> None:
+        """Write the weights as a Keras-layout HDF5 weights file (atomically)."""
+        from minicnn.io.hdf5 import save_weights
+        save_weights(self, path)
+
+    def load_weights(self, path) -> None:
+        """Read a Keras-layout HDF5 weights file, matching layers by name; every shape is
+        checked before anything is assigned."""
+        from minicnn.io.hdf5 import load_weights
+        load_weights(self, path)
+
     # -- forward and backward ------------------------------------------------------
     def _backward_plan(self, need_input_grad: bool):
         """(first, needs_dx): the first layer backward visits, and per layer whether it must

@@ -72,3 +72,42 @@ def test_a_tampered_imagenet_file_is_refused(conv_base, tmp_path, monkeypatch):
     monkeypatch.setattr("minicnn.io.convert.weights_dirs", lambda: [str(tmp_path)])
     with pytest.raises(ValueError, match="differ from the ImageNet weights"):
         VGG16(weights="imagenet", include_top=False, input_shape=(150, 150, 3))
+
+
+def test_features_extract_command_on_a_few_real_photos(conv_base, tmp_path, capsys):
+    import shutil
+
+    from minicnn import cli
+    data = tmp_path / "data"
+    for split, numbers in (("train", (0, 1, 2)), ("validation", (1000,))):
+        for folder, prefix in (("cats", "cat"), ("dogs", "dog")):
+            (data / split / folder).mkdir(parents=True)
+            for i in numbers:
+                source = datasets.sample_dir() / split / folder / f"{prefix}.{i}.jpg"
+                shutil.copyfile(source, data / split / folder / source.name)
+    out = tmp_path / "features.npz"
+    assert cli.main(["features", "extract", "--data", str(data), "--out", str(out),
+                     "--batch-size", "4"]) == 0
+    saved = np.load(out)
+    assert saved["train_features"].shape == (6, 4, 4, 512)
+    assert saved["validation_features"].shape == (2, 4, 4, 512)
+    np.testing.assert_array_equal(saved["train_labels"], [0, 0, 0, 1, 1, 1])
+    x = _photos_at(data / "validation", ["cats/cat.1000.jpg", "dogs/dog.1000.jpg"])
+    np.testing.assert_allclose(saved["validation_features"], conv_base.predict(x, verbose=0),
+                               rtol=1e-5, atol=1e-6)
+    assert "test_features" not in saved.files            # no test/ folder, no test features
+    assert f"wrote {out}" in capsys.readouterr().out
+
+
+def _photos_at(root, names):
+    from minicnn.preprocessing.image import img_to_array, load_img
+    return np.stack([img_to_array(load_img(root / n, target_size=(150, 150))) for n in names]) / 255
+
+
+def test_weights_round_trip_through_the_model_methods(conv_base, tmp_path):
+    path = tmp_path / "base.h5"
+    conv_base.save_weights(path)
+    other = VGG16(weights=None, include_top=False, input_shape=(150, 150, 3))
+    other.load_weights(path)
+    for a, b in zip(conv_base.get_weights(), other.get_weights()):
+        np.testing.assert_array_equal(a, b)
