@@ -47,6 +47,7 @@ class Sequential(Layer):
         # another gets it set by the outer model before each forward; a top-level
         # model being trained does not need it.
         self.input_grad_needed = True
+        self.stop_training = False
         for layer in layers or []:
             self.add(layer)
 
@@ -204,6 +205,12 @@ class Sequential(Layer):
             index -= n
         return "?"
 
+    def save(self, path, include_optimizer=True) -> None:
+        """Write the whole model (architecture, weights, training configuration and
+        optimizer state) as a Keras legacy HDF5 model file, atomically."""
+        from minicnn.io.model_file import save_model
+        save_model(self, path, include_optimizer=include_optimizer)
+
     def save_weights(self, path) -> None:
         """Write the weights as a Keras-layout HDF5 weights file (atomically)."""
         from minicnn.io.hdf5 import save_weights
@@ -359,7 +366,7 @@ class Sequential(Layer):
 
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose=1, validation_data=None,
             shuffle=True, initial_epoch=0, steps_per_epoch=None, validation_steps=None,
-            validation_batch_size=None):
+            validation_batch_size=None, callbacks=None):
         """Train for `epochs` epochs; returns a History with 'loss', metrics and their 'val_'.
 
         x, y: arrays (batched here, reshuffled each epoch when shuffle=True), or x an
@@ -367,6 +374,10 @@ class Sequential(Layer):
         steps_per_epoch then defaults to len(x). The iterator keeps its position from one
         epoch to the next (steps may cross the end of a pass), as in Keras. validation_data:
         (x_val, y_val) arrays or an iterator, run validation_steps batches (default len).
+        callbacks: ModelCheckpoint, EarlyStopping, or any minicnn.callbacks.Callback.
+
+        Ctrl-C (KeyboardInterrupt) stops training after a message and returns the History of
+        the finished epochs; files a ModelCheckpoint wrote are complete (written atomically).
         """
         self._require_compiled("fit")
         train = self._batches(x, y, batch_size, shuffle, steps_per_epoch, "x")
@@ -385,19 +396,34 @@ class Sequential(Layer):
                                            "validation_data")
         history = History({"epochs": epochs, "steps": train.steps})
         self.history = history
-        for epoch in range(initial_epoch, epochs):
-            progress = Progress(train.steps, verbose, desc=f"Epoch {epoch + 1}/{epochs}")
-            sums: dict = {}
-            for step, (xb, yb) in enumerate(train.epoch()):
-                where = f" at epoch {epoch + 1}, step {step + 1}"
-                _accumulate(sums, self._train_step(xb, yb, where))
-                progress.update(_means(sums))
-            logs = _means(sums)
-            if validation is not None:
-                val_logs = self._evaluate_batches(validation, verbose=0)
-                logs.update({f"val_{k}": v for k, v in val_logs.items()})
-            history.append(epoch, logs)
-            progress.close(logs)
+        callbacks = list(callbacks or [])
+        for callback in callbacks:
+            callback.set_model(self)
+            callback.on_train_begin()
+        self.stop_training = False
+        try:
+            for epoch in range(initial_epoch, epochs):
+                progress = Progress(train.steps, verbose, desc=f"Epoch {epoch + 1}/{epochs}")
+                sums: dict = {}
+                for step, (xb, yb) in enumerate(train.epoch()):
+                    where = f" at epoch {epoch + 1}, step {step + 1}"
+                    _accumulate(sums, self._train_step(xb, yb, where))
+                    progress.update(_means(sums))
+                logs = _means(sums)
+                if validation is not None:
+                    val_logs = self._evaluate_batches(validation, verbose=0)
+                    logs.update({f"val_{k}": v for k, v in val_logs.items()})
+                history.append(epoch, logs)
+                progress.close(logs)
+                for callback in callbacks:
+                    callback.on_epoch_end(epoch, logs)
+                if self.stop_training:
+                    break
+        except KeyboardInterrupt:
+            print(f"\ninterrupted: training stopped after {len(history.epoch)} finished "
+                  f"epoch(s); returning their history", flush=True)
+        for callback in callbacks:
+            callback.on_train_end()
         return history
 
     def fit_generator(self, generator, steps_per_epoch=None, epochs=1, verbose=1,
