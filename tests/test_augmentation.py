@@ -1,7 +1,8 @@
 """Affine warp kernel and ImageDataGenerator: NumPy twin, scipy and Keras parity, batching.
 
 Keras and scipy are optional oracles (skipped when missing). The lecture's photo test reads
-$MINICNN_DATA (the cats_and_dogs_small folder) and is skipped when it is unset.
+$MINICNN_DATA (the cats_and_dogs_small folder): skipped when it is unset, failed when it is
+set but the folder is missing or incomplete (tests/realdata.py).
 """
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -13,6 +14,7 @@ from hypothesis import given, strategies as st
 from minicnn import kernels
 from minicnn.preprocessing import image
 from minicnn.preprocessing.image import ImageDataGenerator, transform_matrix
+from realdata import data_dir
 
 # Keras calls scipy.ndimage.interpolation.affine_transform, a deprecated scipy namespace
 pytestmark = pytest.mark.filterwarnings(
@@ -192,6 +194,40 @@ def test_transform_matrix_equals_keras_composition(keras_image):
     assert transform_matrix(h=h, w=w) is None
 
 
+IDENTITIES = [{}, {"theta": 0, "tx": 0, "ty": 0, "shear": 0, "zx": 1, "zy": 1,
+                   "flip_horizontal": 0, "flip_vertical": 0},
+              {"theta": 0.0, "tx": -0.0, "ty": 0.0, "shear": 0.0, "zx": 1.0, "zy": 1.0,
+               "flip_horizontal": False, "flip_vertical": False,
+               "channel_shift_intensity": None, "brightness": None}]
+
+
+@st.composite
+def images(draw, max_side=12):
+    h, w, c = draw(st.integers(1, max_side)), draw(st.integers(1, max_side)), draw(
+        st.integers(1, 4))
+    dtype = draw(st.sampled_from([np.float32, np.float64, np.uint8]))
+    rng = np.random.default_rng(draw(st.integers(0, 2 ** 32 - 1)))
+    return (rng.random((h, w, c)) * 255).astype(dtype)
+
+
+@given(images(), st.sampled_from(IDENTITIES), st.sampled_from(FILL_MODES),
+       st.sampled_from([0.0, 7.5]))
+def test_the_identity_transform_returns_the_image(x, params, mode, cval):
+    y = ImageDataGenerator(fill_mode=mode, cval=cval).apply_transform(x, params)
+    assert y.shape == x.shape and y is not x
+    assert y.dtype == (x.dtype if x.dtype != np.uint8 else np.float32)
+    np.testing.assert_array_equal(y, x)
+
+
+@given(images(), st.sampled_from(["flip_horizontal", "flip_vertical"]),
+       st.sampled_from(FILL_MODES))
+def test_a_flip_applied_twice_is_the_identity(x, flip, mode):
+    gen = ImageDataGenerator(fill_mode=mode)
+    once = gen.apply_transform(x, {flip: 1})
+    np.testing.assert_array_equal(once, x[:, ::-1] if flip == "flip_horizontal" else x[::-1])
+    np.testing.assert_array_equal(gen.apply_transform(once, {flip: 1}), x)
+
+
 def test_height_shift_moves_columns_as_in_keras():
     # Keras's quirk, reproduced: tx (drawn from height_shift_range) moves along columns.
     x = np.zeros((4, 8, 1), np.float32)
@@ -297,16 +333,9 @@ def test_augment_batch_accepts_uint8_and_returns_float32():
 
 # ------------------------------------------------------------------ the lecture's photo
 
-@pytest.fixture(scope="module")
-def cat_photo():
-    root = os.environ.get("MINICNN_DATA")
-    if not root:
-        pytest.skip("MINICNN_DATA is not set (the cats_and_dogs_small folder)")
-    path = os.path.join(root, "train", "cats", "cat.2.jpg")
-    return image.img_to_array(image.load_img(path, target_size=(150, 150)))
-
-
-def test_lecture_generator_on_a_real_photo_equals_keras(keras_image, cat_photo):
+def test_lecture_generator_on_a_real_photo_equals_keras(keras_image):
+    path = data_dir("train", "cats", "cat.2.jpg")
+    cat_photo = image.img_to_array(image.load_img(path, target_size=(150, 150)))
     ours = ImageDataGenerator(**LECTURE)
     theirs = keras_image.ImageDataGenerator(**LECTURE)
     assert cat_photo.shape == (150, 150, 3)
@@ -371,6 +400,28 @@ def test_iterators_are_reexported_lazily():
     assert generator_next is iterators.generator_next
     with pytest.raises(AttributeError, match="no_such_thing"):
         image.no_such_thing
+
+
+def test_flow_methods_report_bad_input_clearly(tmp_path):
+    gen = ImageDataGenerator(rescale=0.5)
+    with pytest.raises(ValueError, match=r"same length.*\(6, 4, 4, 3\).*\(5,\)"):
+        gen.flow(np.zeros((6, 4, 4, 3)), np.arange(5))
+    with pytest.raises(ValueError, match=r"same length"):
+        gen.flow(np.zeros((6, 4, 4, 3)), np.zeros((7, 2)))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="is empty; expected one subfolder per class"):
+        gen.flow_from_directory(tmp_path / "empty")
+    (tmp_path / "flat").mkdir()
+    image.save_img(tmp_path / "flat" / "cat.0.png", np.zeros((4, 4, 3)))
+    with pytest.raises(ValueError, match=r"no class subfolders \(it holds 1 image files"):
+        gen.flow_from_directory(tmp_path / "flat")
+    (tmp_path / "flat" / "cats").mkdir()
+    for kwargs, match in [(dict(class_mode="multiclass"), "class_mode.*'multiclass'"),
+                          (dict(target_size=(0, 150)), r"target_size.*\(0, 150\)"),
+                          (dict(target_size=(-150, 150)), r"target_size.*\(-150, 150\)"),
+                          (dict(target_size=(150,)), r"target_size.*\(150,\)")]:
+        with pytest.raises(ValueError, match=match):
+            gen.flow_from_directory(tmp_path / "flat", **kwargs)
 
 
 def test_flow_builds_a_numpy_array_iterator():

@@ -1,7 +1,8 @@
 """load_img / img_to_array / array_to_img / save_img: Keras parity, atomic saving, errors.
 
-Real photos come from $MINICNN_DATA (the cats_and_dogs_small folder; skipped when unset);
-Keras is an optional oracle (skipped when missing).
+Real photos come from $MINICNN_DATA (the cats_and_dogs_small folder; skipped when unset,
+failed when set but missing or incomplete: tests/realdata.py); Keras is an optional oracle
+(skipped when missing).
 """
 import io
 import os
@@ -11,6 +12,7 @@ import pytest
 from PIL import Image
 
 from minicnn.preprocessing.image import array_to_img, img_to_array, load_img, save_img
+from realdata import data_dir
 
 PHOTOS = ["train/cats/cat.2.jpg", "train/dogs/dog.0.jpg", "test/cats/cat.1500.jpg"]
 
@@ -22,14 +24,6 @@ def keras_utils():
     pytest.importorskip("keras")
     from keras.src.utils import image_utils
     return image_utils
-
-
-@pytest.fixture(scope="module")
-def data_root():
-    root = os.environ.get("MINICNN_DATA")
-    if not root:
-        pytest.skip("MINICNN_DATA is not set (the cats_and_dogs_small folder)")
-    return root
 
 
 @pytest.fixture
@@ -52,9 +46,8 @@ def sample_files(tmp_path):
 @pytest.mark.parametrize("target_size, interpolation", [
     (None, "nearest"), ((150, 150), "nearest"), ((150, 150), "bilinear"),
     ((224, 180), "bicubic"), ((64, 96), "lanczos"), ((100, 100), "box"), ((31, 47), "hamming")])
-def test_load_img_equals_keras_on_real_photos(keras_utils, data_root, photo, target_size,
-                                              interpolation):
-    path = os.path.join(data_root, photo)
+def test_load_img_equals_keras_on_real_photos(keras_utils, photo, target_size, interpolation):
+    path = data_dir(photo)
     ours = img_to_array(load_img(path, target_size=target_size, interpolation=interpolation))
     theirs = keras_utils.img_to_array(keras_utils.load_img(
         path, target_size=target_size, interpolation=interpolation))
@@ -65,8 +58,8 @@ def test_load_img_equals_keras_on_real_photos(keras_utils, data_root, photo, tar
 
 
 @pytest.mark.parametrize("color_mode", ["rgb", "rgba", "grayscale"])
-def test_load_img_color_modes_equal_keras_on_a_real_photo(keras_utils, data_root, color_mode):
-    path = os.path.join(data_root, PHOTOS[0])
+def test_load_img_color_modes_equal_keras_on_a_real_photo(keras_utils, color_mode):
+    path = data_dir(PHOTOS[0])
     ours = img_to_array(load_img(path, (150, 150), color_mode))
     theirs = keras_utils.img_to_array(keras_utils.load_img(path, color_mode, (150, 150)))
     assert ours.shape == (150, 150, {"rgb": 3, "rgba": 4, "grayscale": 1}[color_mode])
@@ -83,6 +76,71 @@ def test_load_img_equals_keras_on_every_kind_of_file(keras_utils, sample_files, 
         theirs = keras_utils.img_to_array(
             keras_utils.load_img(path, color_mode, target_size, interpolation))
         np.testing.assert_array_equal(ours, theirs)
+
+
+@pytest.fixture(scope="module")
+def source_modes(tmp_path_factory):
+    """One file per Pillow source mode: {mode: path}; CMYK is a JPEG, the others PNGs."""
+    folder = tmp_path_factory.mktemp("modes")
+    rgba = np.random.default_rng(3).integers(0, 256, (9, 11, 4), dtype=np.uint8)
+    rgb = Image.fromarray(rgba[..., :3], "RGB")
+    images = {
+        "L": (Image.fromarray(rgba[..., 0], "L"), "png"),
+        "LA": (Image.fromarray(rgba[..., :2].copy(), "LA"), "png"),
+        "I;16": (Image.fromarray(rgba[..., 0].astype(np.uint16) * 257), "png"),
+        "RGBA": (Image.fromarray(rgba, "RGBA"), "png"),
+        "P": (rgb.quantize(16), "png"),
+        "CMYK": (rgb.convert("CMYK"), "jpg"),
+    }
+    files = {}
+    for mode, (img, ext) in images.items():
+        files[mode] = folder / f"{mode.replace(';', '_')}.{ext}"
+        if ext == "jpg":
+            img.save(files[mode], quality=95)
+        else:
+            img.save(files[mode])
+        with Image.open(files[mode]) as check:
+            assert check.mode == mode                      # the file really is in that mode
+    return files
+
+
+MODES = ["L", "LA", "I;16", "RGBA", "P", "CMYK"]
+CHANNELS = {"rgb": 3, "grayscale": 1, "rgba": 4}
+
+
+@pytest.mark.parametrize("source", MODES)
+@pytest.mark.parametrize("color_mode", ["rgb", "grayscale", "rgba"])
+def test_every_source_mode_is_converted_to_the_color_mode(source_modes, source, color_mode):
+    """load_img and the DirectoryIterator's reader give the same pixels: Pillow's own
+    conversion, except that 16-bit grayscale stays 16-bit in 'grayscale' (as Keras)."""
+    from minicnn.preprocessing.iterators import _load_image
+    path = source_modes[source]
+    x = img_to_array(load_img(path, color_mode=color_mode))
+    assert x.shape == (9, 11, CHANNELS[color_mode]) and x.dtype == np.float32
+    np.testing.assert_array_equal(_load_image(str(path), color_mode, (9, 11), "nearest"), x)
+    with Image.open(path) as img:
+        kept = color_mode == "grayscale" and source == "I;16"
+        expected = np.asarray(img if kept else img.convert(
+            {"rgb": "RGB", "grayscale": "L", "rgba": "RGBA"}[color_mode]), np.float32)
+    np.testing.assert_array_equal(x, expected.reshape(x.shape))
+    if kept:
+        assert x.max() > 255                               # not squeezed into 8 bits
+    resized = _load_image(str(path), color_mode, (5, 7), "bilinear")
+    assert resized.shape == (5, 7, CHANNELS[color_mode])
+    np.testing.assert_array_equal(
+        img_to_array(load_img(path, (5, 7), color_mode, "bilinear")), resized)
+
+
+@pytest.mark.parametrize("source", MODES)
+@pytest.mark.parametrize("color_mode", ["rgb", "grayscale", "rgba"])
+def test_every_source_mode_equals_keras_load_img(keras_utils, source_modes, source,
+                                                 color_mode):
+    path = source_modes[source]
+    for target_size, interpolation in [(None, "nearest"), ((5, 7), "bilinear")]:
+        theirs = keras_utils.img_to_array(
+            keras_utils.load_img(path, color_mode, target_size, interpolation))
+        np.testing.assert_array_equal(
+            img_to_array(load_img(path, target_size, color_mode, interpolation)), theirs)
 
 
 def test_load_img_keeps_16_bit_grayscale_and_reads_file_objects(sample_files):
@@ -205,6 +263,9 @@ def test_load_img_not_an_image_names_the_path(tmp_path):
      "'nearest', 'bilinear', 'bicubic', 'hamming', 'box', 'lanczos'.*'area'"),
     (dict(target_size=(150,)), "target_size"),
     (dict(target_size=(0, 150)), "target_size"),
+    (dict(target_size=(150, -2)), r"target_size.*\(150, -2\)"),
+    (dict(target_size=(150, 150, 3)), r"target_size.*\(150, 150, 3\)"),
+    (dict(target_size=150), "target_size.*150"),
 ])
 def test_load_img_rejects_bad_arguments_before_reading(tmp_path, kwargs, match):
     with pytest.raises(ValueError, match=match):

@@ -6,7 +6,8 @@ not images) with a stand-in generator whose augment_batch rescales and, when ask
 value computed from each image's seed, so that the seeds become visible in the batch.
 
 With MINICNN_DATA pointing at the lecture's cats_and_dogs_small folder, the same properties
-are checked on the real photos (2000 / 1000 / 1000 images); otherwise those tests skip.
+are checked on the real photos (2000 / 1000 / 1000 images); those tests skip when it is
+unset and fail when it is set but the folder is missing or incomplete (tests/realdata.py).
 Keras comparisons skip when Keras is not installed; the tests of the real ImageDataGenerator
 skip until minicnn.preprocessing.image is importable.
 """
@@ -14,9 +15,11 @@ import gc
 import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 import time
+import warnings
 import weakref
 
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
@@ -29,6 +32,7 @@ from PIL import Image
 
 from minicnn.preprocessing.iterators import (
     DirectoryIterator, Iterator, NumpyArrayIterator, generator_next)
+from realdata import data_dir
 
 RESCALE = 1.0 / 255
 
@@ -144,16 +148,6 @@ def real_idg():
     """minicnn's ImageDataGenerator, once minicnn/preprocessing/image.py exists."""
     module = pytest.importorskip("minicnn.preprocessing.image")
     return module.ImageDataGenerator
-
-
-def data_dir(split):
-    root = os.environ.get("MINICNN_DATA")
-    if not root:
-        pytest.skip("set MINICNN_DATA to the cats_and_dogs_small folder for the real photos")
-    path = os.path.join(root, split)
-    if not os.path.isdir(path):
-        pytest.skip(f"MINICNN_DATA has no {split} folder: {path}")
-    return path
 
 
 # ----------------------------------------------------------------------------- the stream
@@ -422,23 +416,253 @@ def test_no_hang_at_interpreter_exit():
     assert time.monotonic() - start < 30
 
 
+# ----------------------------------------------------------------------------- unreadable files
+
+def _truncated_jpeg(path):
+    noise = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(path, quality=90)
+    whole = path.read_bytes()
+    path.write_bytes(whole[: len(whole) // 2])
+
+
+BAD_FILES = {                                # how each kind of broken file is written
+    "truncated.jpg": _truncated_jpeg,
+    "text.jpg": lambda path: path.write_text("this is not a JPEG"),
+    "empty.png": lambda path: path.write_bytes(b""),
+}
+
+
+def _constant_png(path, value, size=(7, 9)):
+    """A PNG whose every pixel is `value`: the batch tells which file a row came from."""
+    Image.fromarray(np.full(size[::-1] + (3,), value, np.uint8)).save(path)
+
+
+# The broken folder, in listing order; None marks a good file. Indices 1, 3 and 6 are bad.
+BROKEN_LAYOUT = [("cats", "cat.0.png", None), ("cats", "cat.1.jpg", "truncated.jpg"),
+                 ("cats", "cat.2.png", None), ("cats", "cat.3.jpg", "text.jpg"),
+                 ("cats", "cat.4.png", None), ("dogs", "dog.0.png", None),
+                 ("dogs", "dog.1.png", "empty.png"), ("dogs", "dog.2.png", None),
+                 ("dogs", "dog.3.png", None)]
+BAD = [k for k, (_, _, bad) in enumerate(BROKEN_LAYOUT) if bad]
+
+
+def _value(k):
+    return 20 * (k + 1)                       # pixel value of file k (good files)
+
+
+@pytest.fixture(scope="module")
+def broken_dirs(tmp_path_factory):
+    """(broken, intact): the same file names; in `broken` three files cannot be decoded."""
+    roots = []
+    for which in ("broken", "intact"):
+        root = tmp_path_factory.mktemp(which)
+        for k, (label, name, bad) in enumerate(BROKEN_LAYOUT):
+            (root / label).mkdir(exist_ok=True)
+            if bad and which == "broken":
+                BAD_FILES[bad](root / label / name)
+            else:
+                fmt = "JPEG" if name.endswith(".jpg") else "PNG"
+                Image.fromarray(np.full((9, 7, 3), _value(k), np.uint8)).save(
+                    root / label / name, fmt)
+        roots.append(root)
+    return tuple(roots)
+
+
+def _file_of_row(x):
+    """Index of the file each row of a batch (rescale=None, no seeds shown) came from."""
+    return [int(round(v)) // 20 - 1 for v in x[:, 0, 0, 0]]
+
+
 @pytest.mark.parametrize("workers", [0, 2])
-def test_corrupt_image_raises_an_error_naming_the_file(tmp_path, workers):
+def test_unreadable_files_are_warned_once_skipped_and_not_read_again(broken_dirs, workers,
+                                                                      monkeypatch):
+    from minicnn.preprocessing import iterators
+    reads = []
+    real_load = iterators._load_image
+    monkeypatch.setattr(iterators, "_load_image",
+                        lambda path, *args: (reads.append(os.path.basename(path)),
+                                             real_load(path, *args))[1])
+    broken, _ = broken_dirs
+    it = DirectoryIterator(broken, StandIn(rescale=None), target_size=(9, 7), batch_size=4,
+                           shuffle=False, class_mode="sparse", workers=workers)
+    assert it.samples == 9 and len(it) == 3          # the listing is not changed
+    expected = [[0, 2], [4, 5, 7], [8]]              # batches [0..3], [4..7], [8] minus 1, 3, 6
+    warned = [[1, 3], [6], []]                       # the files reported with each batch
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for step in range(9):                        # three passes
+            x, y = next(it)                          # never raises: no batch is all bad
+            assert _file_of_row(x) == expected[step % 3]
+            np.testing.assert_array_equal(y, it.classes[expected[step % 3]])
+            new, caught[:] = list(caught), []
+            files = warned[step] if step < 3 else []     # once per file, in the first pass
+            assert len(new) == len(files)
+            for warning, k in zip(new, files):
+                assert warning.category is UserWarning
+                assert warning.filename == __file__      # points at the caller of next()
+                assert (f"skipped the unreadable image file '{it.filepaths[k]}'"
+                        in str(warning.message))
+    it.close()
+    if workers == 0:     # with prefetching, batches of the next pass may be read meanwhile
+        assert reads.count("cat.0.png") == 3             # a good file: once per pass
+        assert [reads.count(BROKEN_LAYOUT[k][1]) for k in BAD] == [1, 1, 1]
+
+
+@given(batch_size=st.integers(1, 5), shuffle=st.booleans(), seed=st.integers(0, 2 ** 32 - 1))
+def test_skipping_is_deterministic_and_keeps_each_image_as_it_would_be(broken_dirs, batch_size,
+                                                                       shuffle, seed):
+    """Workers or not, a batch with unreadable files is the intact batch minus their rows
+    (same images, same labels, same augmentation seeds), with the same warnings."""
+    broken, intact = broken_dirs
+    kwargs = dict(target_size=(9, 7), batch_size=batch_size, shuffle=shuffle, seed=seed,
+                  class_mode="categorical")
+    plans = Iterator(9, batch_size, shuffle, seed, workers=0)
+    plans._get_batches_of_transformed_samples = lambda idx, seeds: np.array(idx)
+    reference = DirectoryIterator(intact, StandIn(show_seeds=True), workers=0, **kwargs)
+    runs = [DirectoryIterator(broken, StandIn(show_seeds=True), workers=w, max_queue_size=3,
+                              **kwargs) for w in (0, 2)]
+    messages = [[], []]
+    for _ in range(2 * len(plans)):
+        indices, (x_ref, y_ref) = next(plans), next(reference)
+        good = ~np.isin(indices, BAD)
+        for run, log in zip(runs, messages):
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                if not good.any():
+                    with pytest.raises(OSError, match="every image file of this batch"):
+                        next(run)
+                    continue
+                x, y = next(run)
+            log += [str(w.message) for w in caught]
+            np.testing.assert_array_equal(x, x_ref[good])
+            np.testing.assert_array_equal(y, y_ref[good])
+    assert messages[0] == messages[1]
+    assert len(messages[0]) == len(set(messages[0])) <= len(BAD)
+    runs[1].close()
+
+
+def test_a_batch_of_unreadable_files_only_raises_naming_them(tmp_path):
+    cats = tmp_path / "all_bad" / "cats"
+    cats.mkdir(parents=True)
+    for name in ("a_empty.png", "b_text.jpg"):
+        BAD_FILES[name.split("_")[1]](cats / name)
+    _constant_png(cats / "c_good.png", 40)
+    it = DirectoryIterator(cats.parent, None, target_size=(9, 7), batch_size=2, shuffle=False,
+                           workers=0)
+    for _ in range(2):                               # in every pass
+        with pytest.raises(OSError, match=r"every image file of this batch is unreadable.*"
+                                          r"a_empty\.png.*b_text\.jpg"):
+            next(it)
+        x, y = next(it)                              # the stream has moved on
+        assert x.shape == (1, 9, 7, 3) and x[0, 0, 0, 0] == 40
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+@pytest.mark.parametrize("bad", sorted(BAD_FILES))
+def test_strict_raises_an_error_naming_the_file(tmp_path, workers, bad):
     cats = tmp_path / "broken" / "cats"
     cats.mkdir(parents=True)
-    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(cats / "a_good.png")
-    (cats / "b_garbage.jpg").write_bytes(b"this is not a JPEG")
-    Image.fromarray(np.full((64, 64, 3), 90, np.uint8)).save(cats / "c_cut.jpg")
-    whole = (cats / "c_cut.jpg").read_bytes()
-    (cats / "c_cut.jpg").write_bytes(whole[: len(whole) // 2])
-    for bad in ("b_garbage.jpg", "c_cut.jpg"):
-        keep = {"a_good.png", bad}
-        it = DirectoryIterator(cats.parent, None, target_size=(8, 8), batch_size=2,
-                               shuffle=False, workers=workers)
-        it.filepaths = [p for p in it.filepaths if os.path.basename(p) in keep]
-        with pytest.raises(OSError, match=f"cannot read image file '.*{bad}'"):
+    _constant_png(cats / "a_good.png", 10)
+    BAD_FILES[bad](cats / f"b_{bad}")
+    _constant_png(cats / "c_good.png", 30)
+    it = DirectoryIterator(cats.parent, None, target_size=(8, 8), batch_size=2,
+                           shuffle=False, workers=workers, strict=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")               # an error, not a warning
+        with pytest.raises(OSError, match=f"cannot read image file '.*b_{bad}'"):
             next(it)
-        it.close()
+    assert next(it)[0].shape == (1, 8, 8, 3)         # the stream has moved past that batch
+    it.close()
+
+
+# ----------------------------------------------------------------------------- properties
+
+def _write_folder(root, counts, sizes):
+    """Class folders c0, c1, ... with counts[c] PNGs each; file k of the listing is the
+    grayscale image of constant value k + 1 and size sizes[k] (W, H)."""
+    k = 0
+    for c, count in enumerate(counts):
+        os.makedirs(os.path.join(root, f"c{c}"))
+        for f in range(count):
+            Image.fromarray(np.full(sizes[k][::-1], k + 1, np.uint8)).save(
+                os.path.join(root, f"c{c}", f"{f:02d}.png"))
+            k += 1
+
+
+@st.composite
+def folders(draw, max_per_class=4):
+    counts = draw(st.lists(st.integers(0, max_per_class), min_size=1, max_size=3).filter(sum))
+    sizes = draw(st.lists(st.tuples(st.integers(1, 12), st.integers(1, 12)),
+                          min_size=sum(counts), max_size=sum(counts)))
+    return counts, sizes
+
+
+@given(folders(), st.integers(1, 6), st.tuples(st.integers(1, 8), st.integers(1, 8)),
+       st.sampled_from(["categorical", "binary", "sparse", "input", None]),
+       st.sampled_from(["rgb", "rgba", "grayscale"]), st.sampled_from([0, 2]))
+def test_every_batch_has_the_right_shape(folder, batch_size, target_size, class_mode,
+                                         color_mode, workers):
+    counts, sizes = folder
+    n, num_classes = sum(counts), len(counts)
+    channels = {"rgb": 3, "rgba": 4, "grayscale": 1}[color_mode]
+    with tempfile.TemporaryDirectory() as root:
+        _write_folder(root, counts, sizes)
+        with DirectoryIterator(root, StandIn(), target_size=target_size,
+                               color_mode=color_mode, class_mode=class_mode,
+                               batch_size=batch_size, seed=0, workers=workers) as it:
+            assert it.samples == n and len(it) == -(-n // batch_size)
+            for step in range(2 * len(it)):                    # two passes
+                batch = next(it)
+                size = min(batch_size, n - (step % len(it)) * batch_size)
+                x = batch if class_mode is None else batch[0]
+                assert x.shape == (size,) + tuple(target_size) + (channels,)
+                assert x.dtype == np.float32
+                if class_mode is None:
+                    continue
+                y = batch[1]
+                assert y.dtype == np.float32
+                if class_mode == "input":
+                    np.testing.assert_array_equal(y, x)
+                elif class_mode == "categorical":
+                    assert y.shape == (size, num_classes)
+                    np.testing.assert_array_equal(y.sum(axis=1), 1)
+                else:
+                    assert y.shape == (size,) and set(y) <= set(range(num_classes))
+
+
+@given(folders(max_per_class=8), st.integers(1, 7), st.booleans(), st.integers(0, 2 ** 32 - 1))
+def test_one_pass_visits_every_file_exactly_once(folder, batch_size, shuffle, seed):
+    counts, _ = folder
+    n = sum(counts)
+    with tempfile.TemporaryDirectory() as root:
+        _write_folder(root, counts, [(3, 2)] * n)
+        it = DirectoryIterator(root, None, target_size=(2, 3), color_mode="grayscale",
+                               class_mode="sparse", batch_size=batch_size, shuffle=shuffle,
+                               seed=seed, workers=0)
+        for _ in range(2):                                      # each of two passes
+            batches = take(it, len(it))
+            files = np.concatenate([x[:, 0, 0, 0] for x, _ in batches]).astype(int) - 1
+            labels = np.concatenate([y for _, y in batches])
+            if shuffle:
+                np.testing.assert_array_equal(np.sort(files), np.arange(n))   # a permutation
+            else:
+                np.testing.assert_array_equal(files, np.arange(n))            # in order
+            np.testing.assert_array_equal(labels, it.classes[files])
+
+
+@given(st.integers(0, 2 ** 32 - 1), st.integers(1, 6), st.booleans(),
+       st.sampled_from([(0, 0), (0, 2), (2, 1)]))
+def test_the_same_seed_gives_the_same_batches(image_dir, seed, batch_size, shuffle, workers):
+    kwargs = dict(target_size=TARGET, batch_size=batch_size, shuffle=shuffle, seed=seed,
+                  class_mode="sparse")
+    a = DirectoryIterator(image_dir, StandIn(show_seeds=True), workers=workers[0], **kwargs)
+    b = DirectoryIterator(image_dir, StandIn(show_seeds=True), workers=workers[1], **kwargs)
+    for _ in range(len(a) + 1):                           # into the second pass
+        (xa, ya), (xb, yb) = next(a), next(b)
+        np.testing.assert_array_equal(xa, xb)
+        np.testing.assert_array_equal(ya, yb)
+    a.close()
+    b.close()
 
 
 def test_generator_next_is_next():
@@ -494,6 +718,8 @@ def test_one_image_preview_gives_a_new_transformation_each_batch():
     ({"target_size": 150}, ValueError, r"target_size.*\(height, width\).*150"),
     ({"target_size": (150,)}, ValueError, r"target_size.*\(150,\)"),
     ({"target_size": (0, 150)}, ValueError, r"target_size.*\(0, 150\)"),
+    ({"target_size": (150, -1)}, ValueError, r"target_size.*\(150, -1\)"),
+    ({"target_size": (150, 150, 3)}, ValueError, r"target_size.*\(150, 150, 3\)"),
     ({"target_size": (150.5, 150)}, ValueError, r"target_size.*150.5"),
     ({"target_size": "150x150"}, ValueError, r"target_size.*'150x150'"),
     ({"batch_size": 0}, ValueError, r"batch_size.*positive integer.*0"),
@@ -509,6 +735,7 @@ def test_one_image_preview_gives_a_new_transformation_each_batch():
     ({"max_queue_size": 0}, ValueError, r"max_queue_size.*0"),
     ({"dtype": "int32"}, TypeError, r"dtype.*floating.*int32"),
     ({"image_data_generator": object()}, TypeError, r"augment_batch.*object"),
+    ({"strict": "yes"}, TypeError, r"strict.*True or False.*'yes'"),
 ])
 def test_directory_iterator_bad_arguments(image_dir, capsys, kwargs, error, message):
     args = {"image_data_generator": None, **kwargs}
@@ -525,6 +752,10 @@ def test_directory_iterator_bad_folders(tmp_path, capsys):
     Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(a_file)
     with pytest.raises(FileNotFoundError, match="is not a directory"):
         DirectoryIterator(a_file, None)
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    with pytest.raises(ValueError, match=r"'.*bare' is empty; expected one subfolder per class"):
+        DirectoryIterator(bare, None)
     flat = tmp_path / "flat"
     flat.mkdir()
     for k in range(2):
@@ -592,6 +823,46 @@ def test_real_generator_flow_methods_build_these_iterators(image_dir, real_idg, 
     bx, by = next(flow)
     np.testing.assert_array_equal(bx[:, 0, 0, 0], by)
     flow.close()
+
+
+def test_real_generator_flow_methods_pass_the_iterator_options(image_dir, real_idg, tmp_path):
+    gen = real_idg(rescale=RESCALE)
+    it = gen.flow_from_directory(image_dir, target_size=TARGET, batch_size=3, dtype="float64",
+                                 workers=0, max_queue_size=2, strict=True)
+    assert (it.dtype, it.workers, it.max_queue_size, it.strict) == (np.float64, 0, 2, True)
+    x, y = next(it)
+    assert x.dtype == y.dtype == np.float64
+    default = gen.flow_from_directory(image_dir, target_size=TARGET)
+    assert (default.dtype, default.workers, default.max_queue_size, default.strict) == (
+        np.float32, 2, 4, False)
+    # follow_links: a class folder holding a link to a folder of images elsewhere
+    elsewhere, cats = tmp_path / "elsewhere", tmp_path / "linked" / "cats"
+    elsewhere.mkdir()
+    cats.mkdir(parents=True)
+    _constant_png(cats / "cat.0.png", 1)
+    _constant_png(elsewhere / "cat.1.png", 2)
+    os.symlink(elsewhere, cats / "more", target_is_directory=True)
+    assert gen.flow_from_directory(cats.parent, workers=0).samples == 1
+    assert gen.flow_from_directory(cats.parent, follow_links=True, workers=0).samples == 2
+    flow = gen.flow(np.zeros((5, 2, 2, 1)), batch_size=2, dtype="float64", workers=0,
+                    max_queue_size=1)
+    assert (flow.dtype, flow.workers, flow.max_queue_size) == (np.float64, 0, 1)
+    assert next(flow).dtype == np.float64
+    with pytest.raises(ValueError, match="workers"):
+        gen.flow(np.zeros((5, 2, 2, 1)), workers=-1)
+
+
+def test_real_generator_flow_from_directory_skips_or_raises(broken_dirs, real_idg):
+    broken, _ = broken_dirs
+    kwargs = dict(target_size=(9, 7), batch_size=4, shuffle=False, class_mode="binary")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        x, y = next(real_idg().flow_from_directory(broken, **kwargs))
+    assert _file_of_row(x) == [0, 2] and y.tolist() == [0, 0]
+    assert [os.path.basename(str(w.message).split("'")[1]) for w in caught] == [
+        "cat.1.jpg", "cat.3.jpg"]
+    with pytest.raises(OSError, match=r"cannot read image file '.*cat\.1\.jpg'"):
+        next(real_idg().flow_from_directory(broken, strict=True, **kwargs))
 
 
 def test_real_generator_augmentation_same_with_and_without_prefetch(image_dir, real_idg):

@@ -1,10 +1,10 @@
 """`minicnn train` and `minicnn data preview` end to end on real photos."""
 import json
-import os
 
 import pytest
 
 from minicnn import cli, datasets
+from realdata import data_dir
 
 pytest.importorskip("matplotlib")
 
@@ -23,9 +23,7 @@ def test_train_on_the_bundled_sample_writes_history_and_plot(tmp_path, capsys):
 
 
 def test_train_with_augmentation_on_the_real_split(tmp_path, capsys):
-    data = os.environ.get("MINICNN_DATA")
-    if not data:
-        pytest.skip("MINICNN_DATA (the lecture's cats_and_dogs_small folder) is not set")
+    data = data_dir()
     out = tmp_path / "aug"
     assert cli.main(["train", "--data", data, "--augment", "--epochs", "1", "--batch-size", "32",
                      "--steps-per-epoch", "2", "--validation-steps", "1", "--out", str(out)]) == 0

@@ -141,7 +141,7 @@ def load_img(path, target_size=None, color_mode="rgb", interpolation="nearest"):
     try:
         img = Image.open(io.BytesIO(data))
         img.load()                            # decode now, so a broken file fails here
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as err:
         raise ValueError(f"load_img: {where!r} is not an image Pillow can read "
                          f"({type(err).__name__}: {err})") from err
 
@@ -563,18 +563,36 @@ class ImageDataGenerator:
 
     def flow_from_directory(self, directory, target_size=(256, 256), color_mode="rgb",
                             classes=None, class_mode="categorical", batch_size=32,
-                            shuffle=True, seed=None, interpolation="nearest"):
+                            shuffle=True, seed=None, interpolation="nearest", *,
+                            follow_links=False, dtype="float32", workers=2,
+                            max_queue_size=4, strict=False):
         """Endless batches from one subfolder per class, augmented by this generator
-        (minicnn.preprocessing.iterators.DirectoryIterator)."""
+        (minicnn.preprocessing.iterators.DirectoryIterator, whose docstring has the details).
+
+        The keyword-only options go to the iterator unchanged, with its defaults:
+        follow_links=False and dtype='float32' as Keras; workers=2 threads preparing at
+        most max_queue_size=4 batches ahead (the batches are the same with workers=0);
+        strict=False warns about an unreadable image file and leaves it out of its batch,
+        strict=True raises OSError naming it.
+        """
         from minicnn.preprocessing.iterators import DirectoryIterator
         return DirectoryIterator(directory, self, target_size=target_size,
                                  color_mode=color_mode, classes=classes,
                                  class_mode=class_mode, batch_size=batch_size,
-                                 shuffle=shuffle, seed=seed, interpolation=interpolation)
+                                 shuffle=shuffle, seed=seed, interpolation=interpolation,
+                                 follow_links=follow_links, dtype=dtype, workers=workers,
+                                 max_queue_size=max_queue_size, strict=strict)
 
-    def flow(self, x, y=None, batch_size=32, shuffle=True, seed=None):
+    def flow(self, x, y=None, batch_size=32, shuffle=True, seed=None, *, dtype="float32",
+             workers=2, max_queue_size=4):
         """Endless batches from arrays x (N, H, W, C) and y, augmented by this generator
-        (minicnn.preprocessing.iterators.NumpyArrayIterator)."""
+        (minicnn.preprocessing.iterators.NumpyArrayIterator).
+
+        The keyword-only options go to the iterator unchanged, with its defaults: x in
+        dtype='float32' as Keras; workers=2 threads preparing at most max_queue_size=4
+        batches ahead (the batches are the same with workers=0).
+        """
         from minicnn.preprocessing.iterators import NumpyArrayIterator
         return NumpyArrayIterator(x, y, self, batch_size=batch_size, shuffle=shuffle,
-                                  seed=seed)
+                                  seed=seed, dtype=dtype, workers=workers,
+                                  max_queue_size=max_queue_size)

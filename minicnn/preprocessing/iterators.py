@@ -43,7 +43,9 @@ At most max_queue_size + 1 batches exist at any time. The threads start at the f
 `next()`; `close()` (or leaving a `with` block) stops them and drops the batches prepared
 ahead, keeping the position of the last batch returned, so the stream is unchanged if
 iterated again (the threads then start anew). An iterator that is garbage-collected shuts
-its threads down by itself.
+its threads down by itself. Warnings about the files of a batch (DirectoryIterator's
+unreadable files) are issued in the calling thread as that batch is returned, so they too
+come in the same order with and without prefetching.
 """
 import collections
 import os
@@ -211,14 +213,17 @@ class Iterator:
             if self.workers == 0:
                 plan = self._plan(self._cursor)
                 self._cursor = self._ahead = plan.after
-                return self._get_batches_of_transformed_samples(plan.index_array, plan.seeds)
-            self._submit_ahead()
-            future, plan = self._pending.popleft()
-            self._cursor = plan.after
-            self._submit_ahead()      # keep the workers busy while the caller uses this batch
-            # A failure while building the batch (e.g. an unreadable image) is raised here;
-            # the stream has moved past that batch, as in Keras.
-            return future.result()
+                batch = self._get_batches_of_transformed_samples(plan.index_array, plan.seeds)
+            else:
+                self._submit_ahead()
+                future, plan = self._pending.popleft()
+                self._cursor = plan.after
+                self._submit_ahead()  # keep the workers busy while the caller uses this batch
+                # A failure while building the batch (an error the subclass raises) is raised
+                # here; the stream has moved past that batch, as in Keras.
+                batch = future.result()
+            self._report_batch(plan.index_array)
+            return batch
 
     next = __next__
 
@@ -308,6 +313,13 @@ class Iterator:
         self._pending.clear()
         self._ahead = self._cursor
 
+    def _report_batch(self, index_array):
+        """Hook run in the calling thread as the batch of index_array (N,) is returned.
+
+        Where a subclass warns about the samples of a batch: here the warnings come in the
+        order of the batches returned, whatever the workers did ahead. Does nothing here.
+        """
+
     def _get_batches_of_transformed_samples(self, index_array, seeds):
         """The batch for sample indices index_array (N,) with augmentation seeds (N,)."""
         raise NotImplementedError(f"{type(self).__name__} must implement "
@@ -321,7 +333,8 @@ def _load_image(path, color_mode, target_size, interpolation):
 
     The same Pillow calls as Keras (convert to the colour mode unless the image is in it
     already, resize to (W, H) only when the size differs), so the pixels are Keras's.
-    Raises OSError naming the file when Pillow cannot read it.
+    Raises OSError naming the file when it cannot be read or decoded (missing, empty,
+    truncated, corrupt, not an image).
     """
     from PIL import Image     # Pillow is a dependency; imported where images are read
 
@@ -337,7 +350,9 @@ def _load_image(path, color_mode, target_size, interpolation):
             if img.size != (width, height):
                 img = img.resize((width, height), _pil_resample(interpolation))
             x = np.asarray(img, dtype=np.float32)
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+    # Pillow reports broken files with OSError (UnidentifiedImageError, "image file is
+    # truncated"), and some decoders with ValueError, SyntaxError or EOFError.
+    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as err:
         raise OSError(f"cannot read image file '{path}': {err}") from err
     if x.ndim == 2:                                        # greyscale: (H, W) -> (H, W, 1)
         x = x[:, :, None]
@@ -398,6 +413,28 @@ class DirectoryIterator(Iterator):
     then goes through ONE call image_data_generator.augment_batch(x, seeds) (augmentation
     and rescaling), unless image_data_generator is None.
 
+    Unreadable files. A file that cannot be decoded (truncated, corrupt, empty, not an image
+    despite its extension, or gone since the folder was listed) never stops training
+    halfway through an epoch by default (strict=False):
+
+      - it is left out of its batch, which is built from the other images of that batch and
+        is therefore shorter (N - 1 for one bad file); the labels are those of the images
+        kept, and each kept image has the augmentation it would have had anyway;
+      - it is reported once, with warnings.warn naming the file, when the first batch that
+        held it is returned (so in the same order with and without prefetching);
+      - it is remembered: in every later pass it is left out of its batch again without
+        being read. The index stream is not changed (len(it), the order of the other files
+        and their augmentation stay those of the folder as listed), so with the same seed
+        the batches are the same, file for file, with workers=0 and with prefetching;
+      - a batch is never empty: when every file of a batch is unreadable, next() raises
+        OSError naming them all (the stream moves past that batch, as for any error). With
+        batch_size=1 this is what any unreadable file does.
+
+    With strict=True the first unreadable file raises OSError naming it, when its batch is
+    returned. In both modes files are read only as their batches are built: the folder is
+    not checked up front (that would decode every image before training starts), and
+    `samples`, `filenames` and `classes` always describe the folder as listed.
+
     Args:
         directory: the folder of class subfolders.
         image_data_generator: an ImageDataGenerator (anything with augment_batch), or None.
@@ -410,6 +447,8 @@ class DirectoryIterator(Iterator):
             lanczos.
         dtype: floating dtype of x and y.
         follow_links: follow symbolic links to subfolders when listing images.
+        strict: raise on the first unreadable image file instead of warning and skipping it
+            (see "Unreadable files" above).
 
     Attributes (Keras's): directory, samples (number of images), num_classes,
     class_indices ({'cats': 0, 'dogs': 1}), classes (int32 (samples,), the class of each
@@ -423,7 +462,7 @@ class DirectoryIterator(Iterator):
     def __init__(self, directory, image_data_generator, target_size=(256, 256),
                  color_mode="rgb", classes=None, class_mode="categorical", batch_size=32,
                  shuffle=True, seed=None, interpolation="nearest", dtype="float32",
-                 follow_links=False, *, workers=2, max_queue_size=4):
+                 follow_links=False, *, workers=2, max_queue_size=4, strict=False):
         owner = "DirectoryIterator"
         # Every argument is checked before the folder is listed.
         directory = os.fspath(directory)
@@ -447,6 +486,8 @@ class DirectoryIterator(Iterator):
                              f"; received {interpolation!r}.")
         dtype = _check_dtype(owner, dtype)
         _check_common(owner, batch_size, shuffle, seed, workers, max_queue_size)
+        if not isinstance(strict, (bool, np.bool_)):
+            raise TypeError(f"{owner}: `strict` must be True or False; received {strict!r}.")
         if classes is not None and (isinstance(classes, str) or not all(
                 isinstance(c, str) for c in classes)):
             raise TypeError(f"{owner}: `classes` must be None or a list of subfolder names; "
@@ -462,10 +503,12 @@ class DirectoryIterator(Iterator):
             classes = list(classes)
         else:
             if not subfolders:
-                loose = sum(_is_image_file(f) for f in os.listdir(directory))
+                entries = os.listdir(directory)
+                loose = sum(_is_image_file(f) for f in entries)
+                what = ("is empty" if not entries else
+                        f"has no class subfolders (it holds {loose} image files directly)")
                 raise ValueError(
-                    f"{owner}: '{directory}' has no class subfolders (it holds {loose} image "
-                    f"files directly); expected one subfolder per class, e.g. "
+                    f"{owner}: '{directory}' {what}; expected one subfolder per class, e.g. "
                     f"{os.path.join(directory, 'cats')} and {os.path.join(directory, 'dogs')}.")
             classes = subfolders
 
@@ -477,6 +520,7 @@ class DirectoryIterator(Iterator):
         self.class_mode = class_mode
         self.interpolation = interpolation
         self.dtype = dtype
+        self.strict = bool(strict)
         self.num_classes = len(classes)
         self.class_indices = {name: index for index, name in enumerate(classes)}
 
@@ -494,6 +538,11 @@ class DirectoryIterator(Iterator):
                 f"'{directory}' ({', '.join(classes)}); accepted extensions: "
                 f"{', '.join(WHITE_LIST_FORMATS)} (any case).")
         self.filepaths = [os.path.join(directory, fname) for fname in self.filenames]
+        # Unreadable files found so far, index -> reason: written by the workers as they find
+        # them (under the lock), read by them to skip a known file, and by the calling thread.
+        self._unreadable = {}
+        self._unreadable_lock = threading.Lock()
+        self._reported = set()      # indices already warned about (calling thread only)
         print(f"Found {self.samples} images belonging to {self.num_classes} classes.")
         super().__init__(self.samples, batch_size, shuffle, seed,
                          workers=workers, max_queue_size=max_queue_size)
@@ -507,9 +556,29 @@ class DirectoryIterator(Iterator):
         # One file at a time: decoding is per image by nature (Pillow releases the GIL);
         # everything after it is one batched call.
         x = np.empty((len(index_array),) + self.image_shape, dtype=np.float32)
+        kept = []                                    # positions in the batch that were read
         for i, j in enumerate(index_array):
-            x[i] = _load_image(self.filepaths[j], self.color_mode, self.target_size,
-                               self.interpolation)
+            if j in self._unreadable:                # found in an earlier batch: not reread
+                continue
+            try:
+                x[len(kept)] = _load_image(self.filepaths[j], self.color_mode,
+                                           self.target_size, self.interpolation)
+            except OSError as err:
+                if self.strict:
+                    raise
+                with self._unreadable_lock:
+                    self._unreadable.setdefault(int(j), str(err.__cause__ or err))
+                continue
+            kept.append(i)
+        if not kept:
+            files = "; ".join(f"'{self.filepaths[j]}' ({self._unreadable[j]})"
+                              for j in index_array)
+            raise OSError(f"DirectoryIterator: every image file of this batch is unreadable, "
+                          f"and a batch cannot be empty: {files}. Remove or replace these "
+                          f"files.")
+        if len(kept) < len(index_array):
+            x = x[:len(kept)]
+            index_array, seeds = index_array[kept], seeds[kept]
         if self.image_data_generator is not None:
             x = self.image_data_generator.augment_batch(x, seeds)
         x = np.asarray(x, dtype=self.dtype)
@@ -524,6 +593,17 @@ class DirectoryIterator(Iterator):
         else:                                        # binary, sparse
             y = batch_classes.astype(self.dtype)
         return x, y
+
+    def _report_batch(self, index_array):
+        # Runs in the calling thread as the batch is returned: the workers recorded every
+        # unreadable file of this batch before finishing it.
+        for j in index_array:
+            if j in self._unreadable and j not in self._reported:
+                self._reported.add(j)
+                warnings.warn(f"DirectoryIterator: skipped the unreadable image file "
+                              f"'{self.filepaths[j]}' ({self._unreadable[j]}); it is left out "
+                              f"of every batch from now on (strict=True makes this an error).",
+                              stacklevel=3)     # the line that called next()
 
 
 # ----------------------------------------------------------------------------- arrays
