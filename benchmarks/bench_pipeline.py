@@ -30,24 +30,23 @@ in the same order. Both frameworks decode and resize with Pillow (nearest, as
 flow_from_directory's default); minicnn then warps the whole batch in one Numba kernel
 call (parallel over the image rows), Keras one image at a time with scipy.
 
-Method. Keras runs in its own worker process (this script started again with `--worker
-keras`, TF_ENABLE_ONEDNN_OPTS=0, TF_CPP_MIN_LOG_LEVEL=2), minicnn in another (`--worker
-minicnn`), so that TensorFlow's thread pools do not share a process with minicnn's. The
-parent drives them with one JSON object per line over stdin/stdout. Each worker builds its
-iterators once and pulls `--warmup` untimed batches from each (Numba compilation or cache
-load, Pillow's first decode, the page cache). Then `--rounds` rounds: in each round, for
-each generator, every loader in turn (the order rotates from round to round) pulls 2
-untimed lead-in batches and then `--batches` batches, timed as a whole, with a short pause
-before each. The prefetching iterator is closed after its timed batches (outside the
-timing), which stops its threads and drops the batches prepared ahead: every round starts
-with an empty queue, so the idle time between rounds does not hand out ready batches, and
-no thread keeps working while another loader is timed. The lead-in restarts the threads
-and brings them to the steady state (both busy, the consumer waiting for the oldest
-batch), so the timed window neither pays the first batch's latency nor counts batches
-prepared before it; the CPU time of the window is then the work of the batches it
-returns. Each iterator keeps its position between rounds, so all loaders see the same
-stretch of the stream in a round (it crosses a pass boundary now and then: 2,000 =
-62 x 32 + 16, the short batch is counted by its size).
+Method: the one of harness.py (worker processes driven over stdin/stdout, warm-up,
+interleaved rounds in rotating order, medians with min-max). Keras runs in its own worker
+process (`--worker keras`, TF_ENABLE_ONEDNN_OPTS=0, TF_CPP_MIN_LOG_LEVEL=2), minicnn in
+another (`--worker minicnn`), so that TensorFlow's thread pools do not share a process
+with minicnn's. Each worker builds its iterators once and pulls `--warmup` untimed batches
+from each (Numba compilation or cache load, Pillow's first decode, the page cache). Then
+`--rounds` rounds: in each round, for each generator, every loader in turn pulls 2 untimed
+lead-in batches and then `--batches` batches, timed as a whole. The prefetching iterator
+is closed after its timed batches (outside the timing), which stops its threads and drops
+the batches prepared ahead: every round starts with an empty queue, so the idle time
+between rounds does not hand out ready batches, and no thread keeps working while another
+loader is timed. The lead-in restarts the threads and brings them to the steady state
+(both busy, the consumer waiting for the oldest batch), so the timed window neither pays
+the first batch's latency nor counts batches prepared before it; the CPU time of the
+window is then the work of the batches it returns. Each iterator keeps its position
+between rounds, so all loaders see the same stretch of the stream in a round (it crosses a
+pass boundary now and then: 2,000 = 62 x 32 + 16, the short batch is counted by its size).
 
 Per (generator, loader) and round: images/s = images / wall seconds of the `--batches`
 next() calls. The table shows the median over the rounds (min-max), milliseconds per batch
@@ -91,20 +90,16 @@ machine.
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
 import os
-import platform
-import shlex
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import traceback
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEFAULT_DATA = os.path.normpath(os.path.join(REPO, "..", "shared", "data", "cats_and_dogs_small"))
+import harness
+
+DEFAULT_DATA = os.path.normpath(os.path.join(harness.REPO, "..", "shared", "data",
+                                            "cats_and_dogs_small"))
 
 TARGET_SIZE = (150, 150)
 BATCH_SIZE = 32
@@ -131,14 +126,6 @@ FIT_LOADERS = ("minicnn", "minicnn-workers0")
 
 
 # ----------------------------------------------------------------------------- workers
-def _thread_env():
-    """Thread-related environment variables that are set (they change the results)."""
-    names = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME",
-             "OPENBLAS_NUM_THREADS", "OPENBLAS_THREAD_TIMEOUT", "MKL_NUM_THREADS",
-             "NUMBA_NUM_THREADS", "NUMBA_THREADING_LAYER")
-    return {k: os.environ[k] for k in names if k in os.environ}
-
-
 def _pillow_info():
     import PIL
     from PIL import features
@@ -210,8 +197,7 @@ class MinicnnBench(PipelineBench):
 
     def __init__(self, train_dir):
         super().__init__(train_dir)
-        if REPO not in sys.path:
-            sys.path.insert(0, REPO)
+        harness.import_minicnn_from_repo()
         import numba
         import numpy as np
         import scipy
@@ -242,13 +228,8 @@ class MinicnnBench(PipelineBench):
 
     def threads(self):
         it = self.iterator("augmented", "minicnn")
-        try:
-            layer = self._numba.threading_layer()
-        except ValueError:                          # no parallel kernel has run yet
-            layer = "not initialised"
         return {"prefetch_workers": it.workers, "max_queue_size": it.max_queue_size,
-                "numba_threads": self._numba.config.NUMBA_NUM_THREADS,
-                "numba_threading_layer": layer, **_thread_env()}
+                **harness.numba_threads(self._numba), **harness.thread_env()}
 
     def _model(self):
         from minicnn import optimizers
@@ -306,143 +287,20 @@ class KerasBench(PipelineBench):
     def threads(self):
         return {"batches": "prepared in next(), in the calling thread",
                 "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS"),
-                **_thread_env()}
+                **harness.thread_env()}
 
 
 BENCHES = {"minicnn": MinicnnBench, "keras": KerasBench}
 
 
-def _protocol_channel():
-    """The real stdout, for JSON replies only; fd 1 then points to stderr, so whatever a
-    library prints ("Found 2000 images ...") cannot corrupt the protocol."""
-    fd = os.dup(1)
-    os.dup2(2, 1)
-    sys.stdout = sys.stderr
-    return os.fdopen(fd, "w", buffering=1)
-
-
 def worker_main(kind: str, train_dir: str) -> None:
-    """A worker: answers one JSON command per stdin line with one JSON line."""
-    out = _protocol_channel()
-
-    def send(obj):
-        out.write(json.dumps(obj) + "\n")
-        out.flush()
-
-    t0 = time.perf_counter()
-    try:
-        bench = BENCHES[kind](train_dir)
-    except Exception:
-        send({"ok": False, "error": traceback.format_exc()})
-        return
-    send({"ok": True, "setup_seconds": time.perf_counter() - t0, "versions": bench.versions,
-          "python": platform.python_version()})
-    for line in sys.stdin:
-        msg = json.loads(line)
-        try:
-            cmd = msg["cmd"]
-            if cmd == "quit":
-                send({"ok": True})
-                return
-            if cmd == "pull":           # also used for warm-up
-                reply = bench.pull(msg["generator"], msg["loader"], msg["batches"],
-                                   msg.get("lead_in", 0))
-            elif cmd == "fit":
-                reply = bench.fit(msg["loader"], msg["epochs"], msg["steps"])
-            elif cmd == "threads":
-                reply = bench.threads()
-            else:
-                raise ValueError(f"unknown command {cmd!r}")
-            send({"ok": True, **reply})
-        except Exception:
-            send({"ok": False, "error": traceback.format_exc()})
+    harness.serve(lambda: BENCHES[kind](train_dir),
+                  {"pull": lambda bench, **kw: bench.pull(**kw),       # also the warm-up
+                   "fit": lambda bench, **kw: bench.fit(**kw),
+                   "threads": lambda bench: bench.threads()})
 
 
 # ----------------------------------------------------------------------------- parent
-class WorkerError(RuntimeError):
-    pass
-
-
-class Worker:
-    """A worker process of this script, driven over stdin/stdout, its stderr in a log file."""
-
-    def __init__(self, kind, train_dir, log_dir):
-        self.name = kind
-        self.log_path = os.path.join(log_dir, f"{kind}.stderr.log")
-        self._log = open(self.log_path, "w")
-        env = {**os.environ, **WORKER_ENV[kind], "PYTHONUNBUFFERED": "1"}
-        self.proc = subprocess.Popen(
-            [sys.executable, os.path.abspath(__file__), "--worker", kind, "--data-train",
-             train_dir], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,
-            env=env, text=True, bufsize=1)
-
-    def _read(self):
-        line = self.proc.stdout.readline()
-        if not line:
-            raise WorkerError(f"worker {self.name} exited (code {self.proc.poll()}); end of its "
-                              f"stderr:\n{self.log_tail()}")
-        reply = json.loads(line)
-        if not reply.get("ok"):
-            raise WorkerError(f"worker {self.name} failed:\n{reply.get('error')}")
-        return reply
-
-    def wait_ready(self):
-        return self._read()
-
-    def call(self, cmd, **kw):
-        self.proc.stdin.write(json.dumps({"cmd": cmd, **kw}) + "\n")
-        self.proc.stdin.flush()
-        return self._read()
-
-    def log_tail(self, lines=15):
-        self._log.flush()
-        with open(self.log_path, errors="replace") as f:
-            return "".join(f.readlines()[-lines:])
-
-    def close(self):
-        if self.proc.poll() is None:
-            try:
-                self.call("quit")
-            except (WorkerError, OSError, ValueError):
-                pass
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        self._log.close()
-
-
-def load_average():
-    try:
-        with open("/proc/loadavg") as f:
-            return float(f.read().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def machine_info():
-    model, flags = "unknown", set()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                key = key.strip()
-                if key == "model name" and model == "unknown":
-                    model = value.strip()
-                elif key == "flags" and not flags:
-                    flags = set(value.split())
-    except OSError:
-        pass
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:
-        usable = os.cpu_count()
-    return {"cpu_model": model, "logical_cpus": os.cpu_count(), "usable_cpus": usable,
-            "simd": " ".join(s for s in ("avx2", "fma", "avx512f", "avx512_bf16", "amx_tile")
-                             if s in flags),
-            "platform": platform.platform(), "python": platform.python_version()}
-
-
 def count_images(train_dir):
     exts = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff")
     classes, total = [], 0
@@ -463,16 +321,12 @@ def summarise_throughput(raw):
         for loader, runs in by_loader.items():
             if not runs:
                 continue
-            per_round = [r["images"] / r["seconds"] for r in runs]
-            med = statistics.median(per_round)
-            cpu = statistics.median(1e3 * r["cpu_seconds"] / r["images"] for r in runs)
-            rows[(generator, loader)] = {
-                "images_per_second": med, "min": min(per_round), "max": max(per_round),
-                "per_round": per_round, "ms_per_batch": 1e3 * BATCH_SIZE / med,
-                "cpu_ms_per_image": cpu}
-    for (generator, loader), row in rows.items():
-        base = rows.get((generator, "keras"))
-        row["vs_keras"] = row["images_per_second"] / base["images_per_second"] if base else None
+            row = rows[(generator, loader)] = harness.median_row(
+                [r["images"] / r["seconds"] for r in runs])
+            row["ms_per_batch"] = 1e3 * BATCH_SIZE / row["images_per_second"]
+            row["cpu_ms_per_image"] = statistics.median(1e3 * r["cpu_seconds"] / r["images"]
+                                                        for r in runs)
+    harness.add_ratios(rows, lambda key: (key[0], "keras"), "vs_keras")
     return rows
 
 
@@ -502,17 +356,6 @@ def summarise_fit(run):
         "fit_seconds": run["fit_seconds"], "history": run["history"]}
 
 
-def _table(head, body, left, markdown):
-    if markdown:
-        lines = ["| " + " | ".join(head) + " |",
-                 "|" + "|".join(["---"] * left + ["---:"] * (len(head) - left)) + "|"]
-        return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in body])
-    widths = [max(len(x) for x in col) for col in zip(head, *body)]
-    fmt = lambda r: "  ".join(x.ljust(w) if i < left else x.rjust(w)   # noqa: E731
-                              for i, (x, w) in enumerate(zip(r, widths)))
-    return "\n".join([fmt(head), "  ".join("-" * w for w in widths)] + [fmt(r) for r in body])
-
-
 def format_throughput(rows, loaders, markdown=False):
     head = ["generator", "loader", "img/s", "ms/batch", "CPU ms/img", "x Keras"]
     body = []
@@ -521,13 +364,11 @@ def format_throughput(rows, loaders, markdown=False):
             r = rows.get((generator, loader))
             if r is None:
                 continue
-            ips = f"{r['images_per_second']:.1f}"
-            if len(r["per_round"]) > 1:
-                ips += f" ({r['min']:.1f}-{r['max']:.1f})"
-            body.append([generator, loader, ips, f"{r['ms_per_batch']:.0f}",
+            body.append([generator, loader, harness.median_range(r),
+                         f"{r['ms_per_batch']:.0f}",
                          f"{r['cpu_ms_per_image']:.2f}",
                          f"{r['vs_keras']:.2f}" if r["vs_keras"] is not None else "-"])
-    return _table(head, body, 2, markdown)
+    return harness.table(head, body, 2, markdown)
 
 
 def format_fit(fits, markdown=False):
@@ -539,18 +380,14 @@ def format_fit(fits, markdown=False):
              ms(f["first_wait"]), ms(f["wait_median"]), ms(f["wait_max"]),
              f"{f['steps_waiting']} of {f['steps_counted']}", f"{f['wait_percent']:.1f}",
              f"{statistics.mean(f['epoch_seconds']):.1f}"] for f in fits]
-    return _table(head, body, 1, markdown)
+    return harness.table(head, body, 1, markdown)
 
 
 def details_lines(report):
-    m, v = report["machine"], report["versions"]
-    lines = [f"CPU: {m['cpu_model']}, {m['logical_cpus']} logical CPUs "
-             f"({m['usable_cpus']} usable), SIMD: {m['simd'] or '-'}; {m['platform']}; "
-             f"load average {m.get('load_average_start')} at start, "
-             f"{m.get('load_average_end')} at end",
-             "Versions: " + ", ".join(f"{k} {v[k]}" for k in
-                                      ("python", "numpy", "numba", "scipy", "pillow", "keras",
-                                       "tensorflow") if k in v)
+    v = report["versions"]
+    lines = [harness.cpu_line(report["machine"]),
+             harness.versions_line(v, ("python", "numpy", "numba", "scipy", "pillow", "keras",
+                                       "tensorflow"))
              + f"; libjpeg-turbo: {v.get('libjpeg_turbo')}",
              f"Data: {report['data']['train_dir']}: {report['data']['images']} images, classes "
              f"{', '.join(report['data']['classes'])}"]
@@ -564,36 +401,30 @@ def details_lines(report):
                      + ", wait % per epoch " + ", ".join(f"{p:.1f}"
                                                          for p in f["wait_percent_per_epoch"])
                      + f"; last epoch {hist}")
-    for note in report["notes"]:
-        lines.append(f"Note: {note}")
-    return lines
+    return lines + harness.note_lines(report["notes"])
 
 
 def write_markdown(path, report, throughput_md, fit_md):
     a = report["args"]
-    section = [f"## Input pipeline, {report['date']}", "",
-               f"`{report['command']}` — flow_from_directory on the lecture's train folder, "
-               f"150×150, batch {BATCH_SIZE}, class_mode binary. Throughput: {a['rounds']} "
-               f"round(s) of {a['batches']} timed batches per loader (each after {LEAD_IN} "
-               f"untimed lead-in batches; {a['warmup']} warm-up batch(es) per iterator at the "
-               f"start); median images/s over the rounds (min-max); CPU ms/img = process CPU "
-               f"time per image, all threads; x Keras = images/s / Keras images/s (> 1: "
-               f"faster than Keras).", "", throughput_md, "",
-               f"Data waits in `model.fit` (lecture CNN with dropout, RMSprop 1e-4, augmented "
-               f"iterator, {a['epochs']} epoch(s) × {a['steps']} steps): wait = wall time of "
-               f"next(); median and max over the steps after the first; wait % = all waits / "
-               f"epoch wall times.", "", fit_md, "", "```"] + details_lines(report) + ["```", ""]
-    mode = "a" if os.path.exists(path) else "w"
-    with open(path, mode) as f:
-        if mode == "a":
-            f.write("\n")
-        f.write("\n".join(section))
+    harness.append_markdown(
+        path, f"## Input pipeline, {report['date']}",
+        [f"`{report['command']}` — flow_from_directory on the lecture's train folder, "
+         f"150×150, batch {BATCH_SIZE}, class_mode binary. Throughput: {a['rounds']} "
+         f"round(s) of {a['batches']} timed batches per loader (each after {LEAD_IN} "
+         f"untimed lead-in batches; {a['warmup']} warm-up batch(es) per iterator at the "
+         f"start); median images/s over the rounds (min-max); CPU ms/img = process CPU "
+         f"time per image, all threads; x Keras = images/s / Keras images/s (> 1: "
+         f"faster than Keras).", throughput_md,
+         f"Data waits in `model.fit` (lecture CNN with dropout, RMSprop 1e-4, augmented "
+         f"iterator, {a['epochs']} epoch(s) × {a['steps']} steps): wait = wall time of "
+         f"next(); median and max over the steps after the first; wait % = all waits / "
+         f"epoch wall times.", fit_md],
+        details_lines(report))
 
 
 # ----------------------------------------------------------------------------- main
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = harness.argument_parser(__doc__)
     p.add_argument("--data", metavar="DIR",
                    help="folder holding train/<class>/ (default: $MINICNN_DATA, else "
                         "../shared/data/cats_and_dogs_small next to the repository)")
@@ -610,19 +441,13 @@ def parse_args(argv=None):
                    help="smoke test: 1 round of 3 batches, 1 warm-up batch, fit 2 x 3 steps")
     p.add_argument("--skip-keras", action="store_true", help="minicnn only (no x Keras)")
     p.add_argument("--skip-fit", action="store_true", help="throughput only (no part 2)")
-    p.add_argument("--markdown", metavar="OUT.md",
-                   help="append (or write) a Markdown section with the tables and machine block")
-    p.add_argument("--json", metavar="OUT.json", help="write every measurement as JSON")
-    p.add_argument("--worker", help=argparse.SUPPRESS)
+    harness.add_output_options(p, "the tables")
     p.add_argument("--data-train", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.quick:
         args.rounds, args.batches, args.warmup, args.steps = 1, 3, 1, 3
-    for name in ("rounds", "batches", "steps", "epochs"):
-        if getattr(args, name) < 1:
-            p.error(f"--{name} must be at least 1")
-    if args.warmup < 1:
-        p.error("--warmup must be at least 1 (the first batches compile / fill caches)")
+    harness.check_counts(p, args, ("rounds", "batches", "steps", "epochs"),
+                         "the first batches compile / fill caches")
     return args
 
 
@@ -641,17 +466,11 @@ def main(argv=None):
         return worker_main(args.worker, args.data_train)
 
     started = time.perf_counter()
-    log = lambda msg: print(msg, flush=True)                     # noqa: E731
+    log = harness.log
     train_dir = resolve_train_dir(args)
     classes, n_images = count_images(train_dir)
     notes = []
-    machine = machine_info()
-    machine["load_average_start"] = load_average()
-    if machine["load_average_start"] is not None and machine["load_average_start"] > 0.5:
-        notes.append(f"the 1-minute load average was {machine['load_average_start']:.2f} at "
-                     f"the start: other work was running, the numbers are not reliable")
-        log(f"WARNING: load average {machine['load_average_start']:.2f}: the machine is not "
-            f"idle, results will be noisy")
+    machine = harness.machine_at_start(notes, log)
     log(f"CPU {machine['cpu_model']}, {machine['usable_cpus']} usable CPUs; data {train_dir} "
         f"({n_images} images, {len(classes)} classes); {args.rounds} round(s) x "
         f"{args.batches} batch(es) of {BATCH_SIZE}, {args.warmup} warm-up batch(es); fit "
@@ -661,28 +480,22 @@ def main(argv=None):
     kinds = sorted({LOADERS[n] for n in loaders}, key=list(WORKER_ENV).index)
     log_dir = tempfile.mkdtemp(prefix="bench_pipeline-")
     workers, info = {}, {}
-    raw = {g: {n: [] for n in loaders} for g in GENERATORS}
     fits = []
+
+    def spawn(kind):
+        return harness.Worker(kind, __file__, ["--worker", kind, "--data-train", train_dir],
+                              WORKER_ENV[kind], os.path.join(log_dir, f"{kind}.stderr.log"))
+
+    def ready(kind, hello):
+        info[kind] = {"setup_seconds": hello["setup_seconds"],
+                      "versions": hello["versions"], "python": hello["python"]}
+        log(f"{kind} worker: ready in {hello['setup_seconds']:.1f} s")
+
     try:
-        for kind in kinds:                        # start them all; they import in parallel
-            workers[kind] = Worker(kind, train_dir, log_dir)
-        for kind in list(kinds):
-            try:
-                hello = workers[kind].wait_ready()
-            except WorkerError as exc:
-                if kind == "minicnn":
-                    raise
-                notes.append(f"{kind} skipped: its worker failed to start")
-                log(f"{kind}: skipped, worker failed to start:\n{exc}")
-                workers.pop(kind).close()
-                kinds.remove(kind)
-                loaders = [n for n in loaders if LOADERS[n] != kind]
-                for g in raw:
-                    raw[g].pop("keras", None)
-                continue
-            info[kind] = {"setup_seconds": hello["setup_seconds"],
-                          "versions": hello["versions"], "python": hello["python"]}
-            log(f"{kind} worker: ready in {hello['setup_seconds']:.1f} s")
+        workers = harness.start_workers(kinds, spawn, ready, log, notes)
+        kinds = list(workers)
+        loaders = [n for n in loaders if LOADERS[n] in workers]
+        raw = {g: {n: [] for n in loaders} for g in GENERATORS}
 
         log("warm-up ...")
         for generator in GENERATORS:
@@ -692,15 +505,12 @@ def main(argv=None):
                 log(f"  {generator:9s} {loader:16s} {r['images'] / r['seconds']:.1f} img/s "
                     f"(warm-up, {r['seconds']:.2f} s)")
         for kind in kinds:
-            info[kind]["threads"] = {k: v for k, v in workers[kind].call("threads").items()
-                                     if k != "ok"}
+            info[kind]["threads"] = workers[kind].call("threads")
 
         for rnd in range(args.rounds):
-            order = loaders[rnd % len(loaders):] + loaders[:rnd % len(loaders)]
             for generator in GENERATORS:
                 parts = []
-                for loader in order:
-                    time.sleep(args.pause)
+                for loader in harness.turns(loaders, rnd, args.pause):
                     r = workers[LOADERS[loader]].call("pull", generator=generator,
                                                       loader=loader, batches=args.batches,
                                                       lead_in=LEAD_IN)
@@ -717,17 +527,15 @@ def main(argv=None):
                 log(f"fit {loader}: {args.epochs} epoch(s) x {args.steps} steps ...")
                 run = workers["minicnn"].call("fit", loader=loader, epochs=args.epochs,
                                               steps=args.steps)
-                run = {k: v for k, v in run.items() if k != "ok"}
                 run["loader"] = loader
                 fits.append(run)
                 s = summarise_fit(run)
                 log(f"  {run['fit_seconds']:.1f} s, data wait {s['wait_total']:.2f} s "
                     f"({s['wait_percent']:.1f} % of the epochs)")
     finally:
-        for w in workers.values():
-            w.close()
+        harness.close_all(workers)
 
-    machine["load_average_end"] = load_average()
+    machine["load_average_end"] = harness.load_average()
     versions = {"python": machine["python"]}
     for kind in ("keras", "minicnn"):             # minicnn's numpy/scipy/Pillow win
         if kind in info:
@@ -735,9 +543,7 @@ def main(argv=None):
     rows = summarise_throughput(raw)
     fit_rows = [summarise_fit(run) for run in fits]
     report = {
-        "date": datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
-        "command": "python benchmarks/bench_pipeline.py " + shlex.join(
-            sys.argv[1:] if argv is None else argv),
+        **harness.report_header(__file__, argv),
         "args": {"rounds": args.rounds, "batches": args.batches, "warmup": args.warmup,
                  "steps": args.steps, "epochs": args.epochs, "pause": args.pause,
                  "loaders": loaders},
@@ -762,14 +568,9 @@ def main(argv=None):
     for line in details_lines(report):
         log(line)
     log(f"total time {report['total_seconds']:.0f} s; worker logs in {log_dir}")
-    if args.markdown:
-        write_markdown(args.markdown, report, format_throughput(rows, loaders, True),
-                       format_fit(fit_rows, True) if fit_rows else "(not run)")
-        log(f"Markdown section written to {args.markdown}")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=1)
-        log(f"JSON written to {args.json}")
+    harness.write_outputs(args, report, lambda path: write_markdown(
+        path, report, format_throughput(rows, loaders, True),
+        format_fit(fit_rows, True) if fit_rows else "(not run)"), log)
 
 
 if __name__ == "__main__":

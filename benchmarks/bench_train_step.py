@@ -27,16 +27,10 @@ The frameworks:
     torch              PyTorch CPU, channels_last, torch.optim.RMSprop(alpha=0.9, eps=1e-7);
                        skipped, with a note, when torch is not installed
 
-Method. Each framework runs in its own worker process (this script started again with
-`--worker KIND`), because TF_ENABLE_ONEDNN_OPTS must be set before TensorFlow is imported
-and so that no framework's thread pools compete with another's. Every worker is started
-once, builds its model, and warms up each (mode, batch size) once, so tracing, Numba
-compilation and allocator warm-up happen before any timing. Then the parent runs
-`--rounds` rounds; in a round, for each batch size and mode, every framework in turn (the
-order rotates from round to round) times `--steps` consecutive steps, with a short pause
-between frameworks so that a finished worker's spinning BLAS/OpenMP threads have gone to
-sleep. The parent talks to the workers with one JSON object per line over their
-stdin/stdout (library output in a worker goes to its stderr, kept in a log file).
+Method: the one of harness.py (a worker process per framework, driven over stdin/stdout;
+warm-up; interleaved rounds in rotating order; medians with min-max). Here every worker
+builds its model and warms up each (mode, batch size) with `--warmup` steps; in a round,
+for each batch size and mode, every framework in turn times `--steps` consecutive steps.
 
 Each (framework, mode, batch) gets one throughput per round, images / second =
 batch * steps / (sum of the step times); the table shows the median over the rounds (and
@@ -55,9 +49,8 @@ Also recorded:
   = 2 x forward (dW and dX) except the first conv, which needs no input gradient (1 x).
   Bias, activations, pooling and the optimizer are not counted. The same count is used
   for every framework, whatever algorithm it runs.
-- The machine's sgemm rate: np.matmul of two 2048x2048 float32 matrices (2*2048^3 FLOPs),
-  median of 5 runs, in the minicnn worker (the BLAS minicnn uses), before and after the
-  rounds; a large change means the machine's load changed during the run.
+- The machine's sgemm rate (np.matmul 2048x2048 float32, see harness.py), in the minicnn
+  worker (the BLAS minicnn uses), before and after the rounds.
 - Versions, CPU model, core count, thread settings of each framework.
 
 Usage:
@@ -69,36 +62,22 @@ Run it on an otherwise idle machine: every framework uses all cores.
 """
 from __future__ import annotations
 
-import argparse
-import datetime
-import importlib.util
 import json
 import os
-import platform
-import shlex
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import traceback
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+import harness
+from harness import FRAMEWORKS
 
 INPUT_SHAPE = (150, 150, 3)
 CONV_FILTERS = (32, 64, 128, 128)       # each Conv2D(f, 3x3, relu) + MaxPooling2D(2x2)
 DENSE_UNITS = 512
 EXPECTED_PARAMS = 3_453_121
 LEARNING_RATE = 1e-4
-DATA_SEED = 1234
 MODES = ("train", "predict")
-
-FRAMEWORKS = {                          # name -> (worker kind, extra environment)
-    "minicnn": ("minicnn", {}),
-    "keras-onednn-off": ("keras", {"TF_ENABLE_ONEDNN_OPTS": "0"}),
-    "keras-onednn-on": ("keras", {"TF_ENABLE_ONEDNN_OPTS": "1"}),
-    "torch": ("torch", {}),
-}
 
 
 # ----------------------------------------------------------------------------- FLOPs
@@ -127,26 +106,9 @@ def step_flops(batch: int, mode: str) -> int:
 
 
 # ----------------------------------------------------------------------------- workers
-def make_batch(batch: int):
-    import numpy as np
-    rng = np.random.default_rng(DATA_SEED + batch)
-    x = rng.random((batch,) + INPUT_SHAPE, dtype=np.float32)
-    y = rng.integers(0, 2, size=(batch, 1)).astype(np.float32)
-    return x, y
-
-
-def _thread_env():
-    """Thread-related environment variables that are set (they change the results)."""
-    names = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME",
-             "OPENBLAS_NUM_THREADS", "OPENBLAS_THREAD_TIMEOUT", "MKL_NUM_THREADS",
-             "NUMBA_NUM_THREADS", "NUMBA_THREADING_LAYER")
-    return {k: os.environ[k] for k in names if k in os.environ}
-
-
 class MinicnnBench:
     def __init__(self):
-        if REPO not in sys.path:
-            sys.path.insert(0, REPO)
+        harness.import_minicnn_from_repo()
         import numba
         import numpy as np
         import minicnn as mc
@@ -168,7 +130,7 @@ class MinicnnBench:
                          "minicnn": mc.__version__}
 
     def prepare(self, batch):
-        self.data[batch] = make_batch(batch)
+        self.data[batch] = harness.random_batch(batch, INPUT_SHAPE)
 
     def train(self, batch):
         x, y = self.data[batch]
@@ -179,12 +141,7 @@ class MinicnnBench:
         return self.model.predict(x, batch_size=batch, verbose=0)
 
     def threads(self):
-        try:
-            layer = self._numba.threading_layer()
-        except ValueError:                      # no parallel kernel has run yet
-            layer = "not initialised"
-        return {"numba_threads": self._numba.config.NUMBA_NUM_THREADS,
-                "numba_threading_layer": layer, **_thread_env()}
+        return {**harness.numba_threads(self._numba), **harness.thread_env()}
 
 
 class KerasBench:
@@ -205,17 +162,12 @@ class KerasBench:
         self.params = self.model.count_params()
         self.data = {}
         self._tf = tf
-        try:
-            from tensorflow.python.util import _pywrap_util_port
-            onednn = bool(_pywrap_util_port.IsMklEnabled())
-        except Exception:                       # private API: report only if available
-            onednn = None
-        self.onednn = onednn
+        self.onednn = harness.onednn_enabled()
         self.versions = {"numpy": np.__version__, "keras": keras.__version__,
                          "tensorflow": tf.__version__}
 
     def prepare(self, batch):
-        self.data[batch] = make_batch(batch)
+        self.data[batch] = harness.random_batch(batch, INPUT_SHAPE)
 
     def train(self, batch):
         x, y = self.data[batch]
@@ -226,12 +178,7 @@ class KerasBench:
         return self.model.predict_on_batch(x)
 
     def threads(self):
-        cfg = self._tf.config.threading
-        return {"onednn_enabled": self.onednn,
-                "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS"),
-                "intra_op_threads": cfg.get_intra_op_parallelism_threads() or "default (0)",
-                "inter_op_threads": cfg.get_inter_op_parallelism_threads() or "default (0)",
-                "jit_compile": getattr(self.model, "jit_compile", None), **_thread_env()}
+        return harness.keras_threads(self._tf, self.model, self.onednn)
 
 
 class TorchBench:
@@ -256,11 +203,8 @@ class TorchBench:
         self.versions = {"numpy": np.__version__, "torch": torch.__version__}
 
     def prepare(self, batch):
-        x, y = make_batch(batch)
-        # NHWC memory viewed as NCHW: that is exactly the channels_last layout.
-        xt = self.torch.from_numpy(x).permute(0, 3, 1, 2).contiguous(
-            memory_format=self.torch.channels_last)
-        self.data[batch] = (xt, self.torch.from_numpy(y))
+        self.data[batch] = harness.torch_batch(self.torch,
+                                               *harness.random_batch(batch, INPUT_SHAPE))
 
     def train(self, batch):
         x, y = self.data[batch]
@@ -280,104 +224,38 @@ class TorchBench:
             return self.torch.sigmoid(self.model(x)).numpy()
 
     def threads(self):
-        return {"intra_op_threads": self.torch.get_num_threads(),
-                "inter_op_threads": self.torch.get_num_interop_threads(),
-                "mkldnn": self.torch.backends.mkldnn.is_available(), **_thread_env()}
+        return harness.torch_threads(self.torch)
 
 
 BENCHES = {"minicnn": MinicnnBench, "keras": KerasBench, "torch": TorchBench}
 
 
-def _protocol_channel():
-    """The real stdout, for JSON replies only; fd 1 then points to stderr, so whatever a
-    library prints cannot corrupt the protocol."""
-    fd = os.dup(1)
-    os.dup2(2, 1)
-    sys.stdout = sys.stderr
-    return os.fdopen(fd, "w", buffering=1)
-
-
-def _timed_steps(bench, mode, batch, steps):
+def run_steps(bench, mode, batch, steps):
+    """The "run" command (also the warm-up): `steps` timed train or predict calls."""
+    if batch not in bench.data:
+        bench.prepare(batch)
     fn = bench.train if mode == "train" else bench.predict
-    times = []
-    for _ in range(steps):
-        t0 = time.perf_counter()
-        fn(batch)
-        times.append(time.perf_counter() - t0)
-    return times
-
-
-def _sgemm(n=2048, repeats=5):
-    import numpy as np
-    rng = np.random.default_rng(0)
-    a = rng.random((n, n), dtype=np.float32)
-    b = rng.random((n, n), dtype=np.float32)
-    np.matmul(a, b)                                     # warm-up: threads, pages
-    rates = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        np.matmul(a, b)
-        rates.append(2 * n ** 3 / (time.perf_counter() - t0) / 1e9)
-    return {"n": n, "gflops_runs": rates, "gflops_median": statistics.median(rates)}
+    return {"times": harness.time_calls(lambda: fn(batch), steps)}
 
 
 def worker_main(kind: str) -> None:
-    """A worker: answers one JSON command per stdin line with one JSON line."""
-    out = _protocol_channel()
-
-    def send(obj):
-        out.write(json.dumps(obj) + "\n")
-        out.flush()
-
-    t0 = time.perf_counter()
-    try:
-        bench = BENCHES[kind]()
-    except Exception:
-        send({"ok": False, "error": traceback.format_exc()})
-        return
-    send({"ok": True, "setup_seconds": time.perf_counter() - t0, "params": bench.params,
-          "versions": bench.versions, "python": platform.python_version()})
-    for line in sys.stdin:
-        msg = json.loads(line)
-        try:
-            cmd = msg["cmd"]
-            if cmd == "quit":
-                send({"ok": True})
-                return
-            if cmd == "run":        # also used for warm-up
-                if msg["batch"] not in bench.data:
-                    bench.prepare(msg["batch"])
-                reply = {"times": _timed_steps(bench, msg["mode"], msg["batch"], msg["steps"])}
-            elif cmd == "threads":
-                reply = bench.threads()
-            elif cmd == "sgemm":
-                reply = _sgemm()
-            else:
-                raise ValueError(f"unknown command {cmd!r}")
-            send({"ok": True, **reply})
-        except Exception:
-            send({"ok": False, "error": traceback.format_exc()})
+    harness.serve(lambda: BENCHES[kind](), {"run": run_steps,
+                                  "threads": lambda bench: bench.threads(),
+                                  "sgemm": lambda bench: harness.sgemm()},
+                  hello=lambda bench: {"params": bench.params})
 
 
 def compile_probe_main() -> None:
     """One fresh process: time import, the very first train_on_batch and a second one."""
-    out = _protocol_channel()
+    out = harness.protocol_channel()
     t0 = time.perf_counter()
-    if REPO not in sys.path:
-        sys.path.insert(0, REPO)
+    harness.import_minicnn_from_repo()
     import minicnn  # noqa: F401  (import time includes numba's)
     t_import = time.perf_counter() - t0
     bench = MinicnnBench()
     bench.prepare(20)
-    t1 = time.perf_counter()
-    bench.train(20)
-    t_first = time.perf_counter() - t1
-    t2 = time.perf_counter()
-    bench.train(20)
-    t_second = time.perf_counter() - t2
-    t3 = time.perf_counter()
-    bench.predict(20)
-    t_predict = time.perf_counter() - t3
+    t_first, t_second = harness.time_calls(lambda: bench.train(20), 2)
+    t_predict, = harness.time_calls(lambda: bench.predict(20), 1)
     hits = misses = 0
     from numba.core.dispatcher import Dispatcher
     for name, module in list(sys.modules.items()):
@@ -394,97 +272,6 @@ def compile_probe_main() -> None:
 
 
 # ----------------------------------------------------------------------------- parent
-class WorkerError(RuntimeError):
-    pass
-
-
-class Worker:
-    """A worker process of this script, driven over stdin/stdout, its stderr in a log file."""
-
-    def __init__(self, name, kind, extra_env, log_dir):
-        self.name = name
-        self.log_path = os.path.join(log_dir, f"{name}.stderr.log")
-        self._log = open(self.log_path, "w")
-        env = {**os.environ, **extra_env, "PYTHONUNBUFFERED": "1"}
-        self.proc = subprocess.Popen(
-            [sys.executable, os.path.abspath(__file__), "--worker", kind],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,
-            env=env, text=True, bufsize=1)
-        self.hello = None
-
-    def _read(self):
-        line = self.proc.stdout.readline()
-        if not line:
-            raise WorkerError(f"worker {self.name} exited (code {self.proc.poll()}); end of its "
-                              f"stderr:\n{self.log_tail()}")
-        reply = json.loads(line)
-        if not reply.get("ok"):
-            raise WorkerError(f"worker {self.name} failed:\n{reply.get('error')}")
-        return reply
-
-    def wait_ready(self):
-        self.hello = self._read()
-        return self.hello
-
-    def call(self, cmd, **kw):
-        self.proc.stdin.write(json.dumps({"cmd": cmd, **kw}) + "\n")
-        self.proc.stdin.flush()
-        return self._read()
-
-    def log_tail(self, lines=15):
-        self._log.flush()
-        with open(self.log_path, errors="replace") as f:
-            return "".join(f.readlines()[-lines:])
-
-    def log_contains(self, text):
-        self._log.flush()
-        with open(self.log_path, errors="replace") as f:
-            return text in f.read()
-
-    def close(self):
-        if self.proc.poll() is None:
-            try:
-                self.call("quit")
-            except (WorkerError, OSError, ValueError):
-                pass
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        self._log.close()
-
-
-def load_average():
-    try:
-        with open("/proc/loadavg") as f:
-            return float(f.read().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def machine_info():
-    model, flags = "unknown", set()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                key = key.strip()
-                if key == "model name" and model == "unknown":
-                    model = value.strip()
-                elif key == "flags" and not flags:
-                    flags = set(value.split())
-    except OSError:
-        pass
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:
-        usable = os.cpu_count()
-    return {"cpu_model": model, "logical_cpus": os.cpu_count(), "usable_cpus": usable,
-            "simd": " ".join(s for s in ("avx2", "fma", "avx512f", "avx512_bf16", "amx_tile")
-                             if s in flags),
-            "platform": platform.platform(), "python": platform.python_version()}
-
-
 def run_compile_probe(log):
     """Cold then warm first train_on_batch of minicnn, in fresh processes."""
     results = {}
@@ -494,7 +281,8 @@ def run_compile_probe(log):
             proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker",
                                    "compile-probe"], env=env, capture_output=True, text=True)
             if proc.returncode != 0 or not proc.stdout.strip():
-                raise WorkerError(f"compile probe ({label}) failed:\n{proc.stderr[-3000:]}")
+                raise harness.WorkerError(f"compile probe ({label}) failed:\n"
+                                          f"{proc.stderr[-3000:]}")
             results[label] = json.loads(proc.stdout.strip().splitlines()[-1])
             r = results[label]
             log(f"  {label:4s} cache: import {r['import_seconds']:.2f} s, first train_on_batch "
@@ -512,15 +300,12 @@ def summarise(raw, batch_sizes, names):
                 per_round = [batch * len(t) / sum(t) for t in raw[name][mode][str(batch)]]
                 if not per_round:
                     continue
-                med = statistics.median(per_round)
-                rows[(name, mode, batch)] = {
-                    "images_per_second": med, "min": min(per_round), "max": max(per_round),
-                    "per_round": per_round, "seconds_per_step": batch / med,
-                    "gflops": step_flops(batch, mode) * med / batch / 1e9}
-    for (name, mode, batch), row in rows.items():
-        base = rows.get(("minicnn", mode, batch))
-        # minicnn time / framework time = framework images/s / minicnn images/s
-        row["ratio"] = row["images_per_second"] / base["images_per_second"] if base else None
+                row = rows[(name, mode, batch)] = harness.median_row(per_round)
+                med = row["images_per_second"]
+                row.update({"seconds_per_step": batch / med,
+                            "gflops": step_flops(batch, mode) * med / batch / 1e9})
+    # minicnn time / framework time = framework images/s / minicnn images/s
+    harness.add_ratios(rows, lambda key: ("minicnn",) + key[1:])
     return rows
 
 
@@ -528,12 +313,11 @@ def format_table(rows, names, batch_sizes, markdown=False):
     head = ["framework", "batch", "train img/s", "train ratio", "train GFLOP/s",
             "predict img/s", "predict ratio", "predict GFLOP/s"]
 
-    def ips(r):
+    def cells(r):
         if r is None:
-            return "-"
-        if len(r["per_round"]) > 1:
-            return f"{r['images_per_second']:.1f} ({r['min']:.1f}-{r['max']:.1f})"
-        return f"{r['images_per_second']:.1f}"
+            return ["-", "-", "-"]
+        return [harness.median_range(r), "-" if r["ratio"] is None else f"{r['ratio']:.2f}",
+                f"{r['gflops']:.1f}"]
 
     body = []
     for batch in batch_sizes:
@@ -541,37 +325,15 @@ def format_table(rows, names, batch_sizes, markdown=False):
             tr, pr = rows.get((name, "train", batch)), rows.get((name, "predict", batch))
             if tr is None and pr is None:
                 continue
-            body.append([name, str(batch), ips(tr),
-                         f"{tr['ratio']:.2f}" if tr and tr["ratio"] is not None else "-",
-                         f"{tr['gflops']:.1f}" if tr else "-", ips(pr),
-                         f"{pr['ratio']:.2f}" if pr and pr["ratio"] is not None else "-",
-                         f"{pr['gflops']:.1f}" if pr else "-"])
-    if markdown:
-        lines = ["| " + " | ".join(head) + " |",
-                 "|" + "|".join(["---"] * 2 + ["---:"] * (len(head) - 2)) + "|"]
-        lines += ["| " + " | ".join(r) + " |" for r in body]
-        return "\n".join(lines)
-    widths = [max(len(x) for x in col) for col in zip(head, *body)]
-    fmt = lambda r: "  ".join(x.ljust(w) if i < 2 else x.rjust(w)   # noqa: E731
-                              for i, (x, w) in enumerate(zip(r, widths)))
-    return "\n".join([fmt(head), "  ".join("-" * w for w in widths)] + [fmt(r) for r in body])
+            body.append([name, str(batch)] + cells(tr) + cells(pr))
+    return harness.table(head, body, 2, markdown)
 
 
 def details_lines(report):
     """The machine, versions, threads, sgemm and compile-time facts, as plain lines."""
-    m, v = report["machine"], report["versions"]
-    lines = [f"CPU: {m['cpu_model']}, {m['logical_cpus']} logical CPUs "
-             f"({m['usable_cpus']} usable), SIMD: {m['simd'] or '-'}; {m['platform']}; "
-             f"load average {m.get('load_average_start')} at start, "
-             f"{m.get('load_average_end')} at end",
-             "Versions: " + ", ".join(f"{k} {v[k]}" for k in
-                                      ("python", "numpy", "numba", "keras", "tensorflow",
-                                       "torch") if k in v)]
+    lines = [harness.cpu_line(report["machine"]), harness.versions_line(report["versions"])]
     s = report.get("sgemm", {})
-    if s:
-        parts = [f"{k} {s[k]['gflops_median']:.1f} GFLOP/s" for k in ("before", "after")
-                 if k in s]
-        lines.append("sgemm (np.matmul 2048x2048 float32, median of 5): " + ", ".join(parts))
+    lines += harness.sgemm_lines(s)
     for batch in report["args"]["batch_sizes"]:
         row = report["rows"].get(f"minicnn/train/{batch}")
         if row and s.get("before"):
@@ -591,29 +353,22 @@ def details_lines(report):
         lines.append(f"{name}: setup {info['setup_seconds']:.1f} s, first train step "
                      f"{info['first_train_seconds']:.2f} s; threads "
                      + ", ".join(f"{k}={val}" for k, val in info["threads"].items()))
-    for note in report["notes"]:
-        lines.append(f"Note: {note}")
-    return lines
+    return lines + harness.note_lines(report["notes"])
 
 
 def write_markdown(path, report, table_md):
     a = report["args"]
-    section = [f"## Training step and inference, {report['date']}", "",
-               f"`{report['command']}` — {a['rounds']} round(s) of {a['steps']} timed step(s) "
-               f"per framework after {a['warmup']} warm-up step(s); median images/s over the "
-               f"rounds (min-max); ratio = minicnn time / framework time (< 1: minicnn is "
-               f"faster); GFLOP/s from the analytic conv + dense FLOPs.", "", table_md, "",
-               "```"] + details_lines(report) + ["```", ""]
-    mode = "a" if os.path.exists(path) else "w"
-    with open(path, mode) as f:
-        if mode == "a":
-            f.write("\n")
-        f.write("\n".join(section))
+    harness.append_markdown(
+        path, f"## Training step and inference, {report['date']}",
+        [f"`{report['command']}` — {a['rounds']} round(s) of {a['steps']} timed step(s) "
+         f"per framework after {a['warmup']} warm-up step(s); median images/s over the "
+         f"rounds (min-max); ratio = minicnn time / framework time (< 1: minicnn is "
+         f"faster); GFLOP/s from the analytic conv + dense FLOPs.", table_md],
+        details_lines(report))
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = harness.argument_parser(__doc__)
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[20, 32])
     p.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default 5)")
     p.add_argument("--steps", type=int, default=5,
@@ -625,22 +380,14 @@ def parse_args(argv=None):
                         "threads go idle (default 0.5)")
     p.add_argument("--quick", action="store_true",
                    help="smoke test: 1 round, 2 steps, 1 warm-up step")
-    p.add_argument("--frameworks", nargs="+", choices=list(FRAMEWORKS), default=list(FRAMEWORKS),
-                   help="subset to run (minicnn is always included: it is the baseline)")
+    harness.add_frameworks_option(p)
     p.add_argument("--skip-compile-probe", action="store_true",
                    help="do not measure minicnn's Numba first-call compile time")
-    p.add_argument("--markdown", metavar="OUT.md",
-                   help="append (or write) a Markdown section with the table and machine block")
-    p.add_argument("--json", metavar="OUT.json", help="write every measurement as JSON")
-    p.add_argument("--worker", help=argparse.SUPPRESS)
+    harness.add_output_options(p, "the table")
     args = p.parse_args(argv)
     if args.quick:
         args.rounds, args.steps, args.warmup = 1, 2, 1
-    for name in ("rounds", "steps"):
-        if getattr(args, name) < 1:
-            p.error(f"--{name} must be at least 1")
-    if args.warmup < 1:
-        p.error("--warmup must be at least 1 (the first call traces/compiles)")
+    harness.check_counts(p, args, ("rounds", "steps"), "the first call traces/compiles")
     if "minicnn" not in args.frameworks:
         args.frameworks.insert(0, "minicnn")
     return args
@@ -654,20 +401,11 @@ def main(argv=None):
         return worker_main(args.worker)
 
     started = time.perf_counter()
-    log = lambda msg: print(msg, flush=True)                     # noqa: E731
+    log = harness.log
     names = [n for n in FRAMEWORKS if n in args.frameworks]
     notes = []
-    if "torch" in names and importlib.util.find_spec("torch") is None:
-        names.remove("torch")
-        notes.append("PyTorch is not installed: torch skipped (pip install torch)")
-        log("torch is not importable: skipped")
-    machine = machine_info()
-    machine["load_average_start"] = load_average()
-    if machine["load_average_start"] is not None and machine["load_average_start"] > 0.5:
-        notes.append(f"the 1-minute load average was {machine['load_average_start']:.2f} at "
-                     f"the start: other work was running, the numbers are not reliable")
-        log(f"WARNING: load average {machine['load_average_start']:.2f}: the machine is not "
-            f"idle, results will be noisy")
+    harness.skip_missing_torch(names, notes, log)
+    machine = harness.machine_at_start(notes, log)
     log(f"CPU {machine['cpu_model']}, {machine['usable_cpus']} usable CPUs; batch sizes "
         f"{args.batch_sizes}, {args.rounds} round(s) x {args.steps} step(s), "
         f"{args.warmup} warm-up step(s)")
@@ -679,29 +417,24 @@ def main(argv=None):
 
     log_dir = tempfile.mkdtemp(prefix="bench_train_step-")
     workers, info = {}, {}
-    raw = {n: {m: {str(b): [] for b in args.batch_sizes} for m in MODES} for n in names}
+
+    def spawn(name):
+        kind, env = FRAMEWORKS[name]
+        return harness.Worker(name, __file__, ["--worker", kind], env,
+                              os.path.join(log_dir, f"{name}.stderr.log"))
+
+    def ready(name, hello):
+        if hello["params"] != EXPECTED_PARAMS:
+            notes.append(f"{name} model has {hello['params']:,} params, expected "
+                         f"{EXPECTED_PARAMS:,}")
+        info[name] = {"setup_seconds": hello["setup_seconds"], "params": hello["params"],
+                      "versions": hello["versions"], "python": hello["python"]}
+        log(f"{name}: ready in {hello['setup_seconds']:.1f} s, {hello['params']:,} params")
+
     try:
-        for name in names:                       # start them all; they import in parallel
-            kind, env = FRAMEWORKS[name]
-            workers[name] = Worker(name, kind, env, log_dir)
-        for name in list(names):
-            try:
-                hello = workers[name].wait_ready()
-            except WorkerError as exc:
-                if name == "minicnn":
-                    raise
-                notes.append(f"{name} skipped: its worker failed to start")
-                log(f"{name}: skipped, worker failed to start:\n{exc}")
-                workers.pop(name).close()
-                names.remove(name)
-                raw.pop(name)
-                continue
-            if hello["params"] != EXPECTED_PARAMS:
-                notes.append(f"{name} model has {hello['params']:,} params, expected "
-                             f"{EXPECTED_PARAMS:,}")
-            info[name] = {"setup_seconds": hello["setup_seconds"], "params": hello["params"],
-                          "versions": hello["versions"], "python": hello["python"]}
-            log(f"{name}: ready in {hello['setup_seconds']:.1f} s, {hello['params']:,} params")
+        workers = harness.start_workers(names, spawn, ready, log, notes)
+        names = list(workers)
+        raw = {n: {m: {str(b): [] for b in args.batch_sizes} for m in MODES} for n in names}
 
         log("warm-up ...")
         for name in names:
@@ -713,16 +446,8 @@ def main(argv=None):
                     if first is None and mode == "train":
                         first = t[0]
             info[name]["first_train_seconds"] = first
-            info[name]["threads"] = {k: v for k, v in workers[name].call("threads").items()
-                                     if k != "ok"}
-            if name.startswith("keras"):
-                want_on = FRAMEWORKS[name][1]["TF_ENABLE_ONEDNN_OPTS"] == "1"
-                said_on = workers[name].log_contains("oneDNN custom operations are on")
-                if info[name]["threads"].get("onednn_enabled") not in (None, want_on) \
-                        or said_on != want_on:
-                    notes.append(f"{name}: oneDNN state is not the one asked for "
-                                 f"(TensorFlow reports {info[name]['threads']['onednn_enabled']}"
-                                 f", log message {'present' if said_on else 'absent'})")
+            info[name]["threads"] = workers[name].call("threads")
+            harness.check_onednn(name, workers[name], info[name]["threads"], notes)
             log(f"  {name}: first train step {first:.2f} s")
 
         time.sleep(args.pause)
@@ -730,12 +455,10 @@ def main(argv=None):
         log(f"sgemm 2048^3 float32: {sgemm['before']['gflops_median']:.1f} GFLOP/s")
 
         for r in range(args.rounds):
-            order = names[r % len(names):] + names[:r % len(names)]
             for batch in args.batch_sizes:
                 for mode in MODES:
                     parts = []
-                    for name in order:
-                        time.sleep(args.pause)
+                    for name in harness.turns(names, r, args.pause):
                         t = workers[name].call("run", mode=mode, batch=batch,
                                                steps=args.steps)["times"]
                         raw[name][mode][str(batch)].append(t)
@@ -747,18 +470,15 @@ def main(argv=None):
         sgemm["after"] = workers["minicnn"].call("sgemm")
         log(f"sgemm after the rounds: {sgemm['after']['gflops_median']:.1f} GFLOP/s")
     finally:
-        for w in workers.values():
-            w.close()
+        harness.close_all(workers)
 
-    machine["load_average_end"] = load_average()
+    machine["load_average_end"] = harness.load_average()
     versions = {"python": machine["python"]}
     for name in names:
         versions.update(info[name]["versions"])
     rows = summarise(raw, args.batch_sizes, names)
     report = {
-        "date": datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
-        "command": "python benchmarks/bench_train_step.py " + shlex.join(
-            sys.argv[1:] if argv is None else argv),
+        **harness.report_header(__file__, argv),
         "args": {"batch_sizes": args.batch_sizes, "rounds": args.rounds, "steps": args.steps,
                  "warmup": args.warmup, "pause": args.pause, "frameworks": names},
         "machine": machine, "versions": versions, "sgemm": sgemm, "compile": compile_info,
@@ -777,13 +497,8 @@ def main(argv=None):
     for line in details_lines(report):
         log(line)
     log(f"total time {report['total_seconds']:.0f} s; worker logs in {log_dir}")
-    if args.markdown:
-        write_markdown(args.markdown, report, format_table(rows, names, args.batch_sizes, True))
-        log(f"Markdown section written to {args.markdown}")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=1)
-        log(f"JSON written to {args.json}")
+    harness.write_outputs(args, report, lambda path: write_markdown(
+        path, report, format_table(rows, names, args.batch_sizes, True)), log)
 
 
 if __name__ == "__main__":
