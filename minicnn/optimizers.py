@@ -19,7 +19,10 @@ Adam (t = 1, 2, ... the step number):
     w <- w - lr sqrt(1 - beta_2^t) / (1 - beta_1^t) * m / (sqrt(v) + eps)
 
 Optimizer state (the slots) is attached to the weight arrays themselves, so frozen
-weights, which are never passed in, are never touched.
+weights, which are never passed in, are never touched. get_state/set_state export and
+restore it (the step count and every slot) for model files, which store it as Keras does
+(slot_layout gives Keras's order; keras_slot_names its names: Adam's m and v are Keras's
+momentum and velocity).
 """
 from __future__ import annotations
 
@@ -70,10 +73,68 @@ class Optimizer:
     def get_config(self) -> dict:
         return {"name": self.name, "learning_rate": self.learning_rate}
 
+    @classmethod
+    def from_config(cls, config) -> "Optimizer":
+        """The optimizer get_config describes (its hyperparameters; no state)."""
+        config = dict(config)
+        config.pop("name", None)
+        return cls(**config)
+
+    # -- state, for model files ------------------------------------------------
+    # Keras keeps the same state under other names and in a fixed order (its optimizer
+    # `variables`: iteration, learning_rate, then the slots); a model file stores it so.
+    keras_slot_names: dict = {}          # minicnn slot name -> Keras variable suffix
+    keras_weight_major = False           # Keras order: per weight all its slots (Adam), or
+                                         # per slot all weights (RMSprop, SGD)
+
+    def slot_layout(self, n_weights: int) -> list[tuple[str, int]]:
+        """(slot name, weight index) of each slot array in Keras's order, for
+        `n_weights` trainable weights."""
+        if self.keras_weight_major:
+            return [(s, i) for i in range(n_weights) for s in self.slot_names]
+        return [(s, i) for s in self.slot_names for i in range(n_weights)]
+
+    def get_state(self, weights) -> list[dict]:
+        """For each weight, {slot name: array}: the arrays themselves, or zeros for a weight
+        never updated (nothing is created or changed)."""
+        state = []
+        for w in weights:
+            kept = self._slots.get(id(w))
+            state.append(dict(kept[1]) if kept is not None and kept[0] is w else
+                         {n: np.zeros_like(w) for n in self.slot_names})
+        return state
+
+    def set_state(self, weights, iterations, slots) -> None:
+        """Restore the step count and, for each weight, {slot name: array} (copied in).
+        Every name and shape is checked before anything is set."""
+        weights, slots = list(weights), list(slots)
+        label = type(self).__name__
+        if isinstance(iterations, bool) or not isinstance(iterations, (int, np.integer)) \
+                or iterations < 0:
+            raise ValueError(f"{label}.set_state: iterations must be an int >= 0; "
+                             f"received {iterations!r}")
+        if len(slots) != len(weights):
+            raise ValueError(f"{label}.set_state: state for {len(slots)} weights; "
+                             f"received {len(weights)} weights")
+        for i, (w, s) in enumerate(zip(weights, slots)):
+            if set(s) != set(self.slot_names):
+                raise ValueError(f"{label}.set_state: weight {i} needs slots "
+                                 f"{list(self.slot_names)}; received {sorted(s)}")
+            for name, value in s.items():
+                if np.shape(value) != w.shape:
+                    raise ValueError(f"{label}.set_state: slot '{name}' of weight {i} "
+                                     f"expected shape {w.shape}; received {np.shape(value)}")
+        self.iterations = int(iterations)
+        for w, s in zip(weights, slots):
+            mine = self.slots(w)
+            for name, value in s.items():
+                mine[name][...] = value
+
 
 class RMSprop(Optimizer):
     """RMSprop(learning_rate=0.001, rho=0.9, epsilon=1e-7, momentum=0.0, epsilon_inside_sqrt=True)."""
     name = "rmsprop"
+    keras_slot_names = {"velocity": "velocity", "momentum": "momentum"}
 
     def __init__(self, learning_rate=0.001, rho=0.9, epsilon=1e-7, momentum=0.0,
                  epsilon_inside_sqrt=True):
@@ -98,6 +159,7 @@ class RMSprop(Optimizer):
 class SGD(Optimizer):
     """SGD(learning_rate=0.01, momentum=0.0, nesterov=False)."""
     name = "sgd"
+    keras_slot_names = {"momentum": "momentum"}
 
     def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False):
         super().__init__(learning_rate)
@@ -127,6 +189,8 @@ class Adam(Optimizer):
     """Adam(learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7)."""
     name = "adam"
     slot_names = ("m", "v")
+    keras_slot_names = {"m": "momentum", "v": "velocity"}
+    keras_weight_major = True
 
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7):
         super().__init__(learning_rate)

@@ -219,6 +219,16 @@ class Layer:
             config["batch_input_shape"] = list(self.batch_input_shape)
         return config
 
+    @classmethod
+    def from_config(cls, config: dict) -> "Layer":
+        """A new, unbuilt layer with the settings get_config returned (its keys are the
+        constructor's arguments, with batch_input_shape (None, ...) for input_shape)."""
+        config = dict(config)
+        batch_input_shape = config.pop("batch_input_shape", None)
+        if batch_input_shape is not None:
+            config["input_shape"] = tuple(batch_input_shape[1:])
+        return cls(**config)
+
 
 class KernelLayer(Layer):
     """What Conv2D and Dense share: a kernel, an optional bias, an activation.
