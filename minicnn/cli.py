@@ -58,6 +58,7 @@ def _gradcheck_cases(rng):
         layer("MaxPooling2D 3x3 stride 2 same", lambda: layers.MaxPooling2D(3, 2, padding="same"), (2, 7, 6, 2)),
         layer("Dense, relu", lambda: layers.Dense(5, activation="relu"), (4, 7)),
         layer("Dense, sigmoid", lambda: layers.Dense(3, activation="sigmoid"), (4, 6)),
+        layer("Dense, softmax", lambda: layers.Dense(4, activation="softmax"), (4, 6)),
         layer("Flatten", layers.Flatten, (2, 3, 4, 2)),
         layer("Dropout 0.5 (training)", lambda: layers.Dropout(0.5, seed=1), (3, 10)),
         layer("Activation relu", lambda: layers.Activation("relu"), (3, 8)),
@@ -148,6 +149,7 @@ def cmd_data_preview(args) -> int:
 def cmd_train(args) -> int:
     from minicnn import datasets, optimizers
     from minicnn.applications import lecture
+    from minicnn.callbacks import ModelCheckpoint
     from minicnn.preprocessing.image import ImageDataGenerator
 
     data = args.data or str(datasets.sample_dir())
@@ -168,9 +170,13 @@ def cmd_train(args) -> int:
     model.compile(optimizer=optimizers.RMSprop(learning_rate=args.lr),
                   loss="binary_crossentropy", metrics=["acc"])
     model.summary()
-    history = model.fit(train, steps_per_epoch=args.steps_per_epoch, epochs=args.epochs,
-                        validation_data=validation, validation_steps=args.validation_steps)
     os.makedirs(args.out, exist_ok=True)
+    model_path = os.path.join(args.out, "model.h5")
+    checkpoint = ModelCheckpoint(model_path)          # every epoch, written atomically
+    history = model.fit(train, steps_per_epoch=args.steps_per_epoch, epochs=args.epochs,
+                        validation_data=validation, validation_steps=args.validation_steps,
+                        callbacks=[checkpoint])
+    print(f"model: {model_path}")
     history.save(os.path.join(args.out, "history.json"))
     print(f"history: {os.path.join(args.out, 'history.json')}")
     try:
@@ -254,7 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train the lecture's CNN on a cats/dogs folder",
                        description="Train the lecture's CNN from scratch on DIR/train, "
                                    "validating on DIR/validation (150x150, rescale 1/255, "
-                                   "RMSprop), and write history.json and history.png. "
+                                   "RMSprop), and write model.h5 (a Keras model file, saved "
+                                   "after every epoch), history.json and history.png. "
                                    "Without --data it uses the bundled sample.")
     p.add_argument("--data", help="folder with train/ and validation/ (default: bundled sample)")
     p.add_argument("--augment", action="store_true",

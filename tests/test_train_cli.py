@@ -20,6 +20,9 @@ def test_train_on_the_bundled_sample_writes_history_and_plot(tmp_path, capsys):
     assert set(history) == {"loss", "acc", "val_loss", "val_acc"} and len(history["loss"]) == 2
     assert (out / "history.png").read_bytes()[:4] == b"\x89PNG"
     assert f"plot: {out / 'history.png'}" in printed
+    import minicnn as mc
+    model = mc.load_model(out / "model.h5")
+    assert model.count_params() == 3_453_121 and model.optimizer.iterations == 4
 
 
 def test_train_with_augmentation_on_the_real_split(tmp_path, capsys):
