@@ -59,7 +59,10 @@ class MaxPooling2D(Layer):
     def backward(self, dy, need_dx=True):
         cache = self._require_cache()
         self.grads = []
-        return maxpool_backward(dy, cache.argmax, cache.x_shape) if need_dx else None
+        if not need_dx:
+            return None
+        return maxpool_backward(dy, cache.argmax, cache.x_shape, self.pool_size, self.strides,
+                                self._pads)
 
     def get_config(self):
         return {**super().get_config(), "pool_size": list(self.pool_size),
