@@ -666,3 +666,26 @@ def test_accuracy_of_several_sigmoid_units_matches_keras():
     m_loss, m_acc = mm.test_on_batch(x, y)
     assert m_acc == pytest.approx(float(k_acc), abs=1e-6)
     assert m_loss == pytest.approx(float(k_loss), rel=1e-5)
+
+
+def test_softmax_output_and_its_gradient_match_keras():
+    rng = np.random.default_rng(11)
+    keras.utils.set_random_seed(11)
+    km = keras.Sequential([keras.Input((6,)), keras.layers.Dense(4, activation="softmax")])
+    mm = mc.Sequential([mc_layers.Dense(4, activation="softmax", input_shape=(6,))])
+    mm.set_weights(km.get_weights())
+    x = rng.standard_normal((7, 6)).astype("float32") * 3
+    np.testing.assert_allclose(mm.predict(x, verbose=0), np.asarray(km.predict_on_batch(x)),
+                               rtol=1e-5, atol=1e-6)
+    dy = rng.standard_normal((7, 4)).astype("float32")
+    xt = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(xt)
+        out = km(xt)
+        objective = tf.reduce_sum(out * dy)
+    dx_keras, dw_keras = tape.gradient(objective, [xt, km.layers[0].kernel])
+    layer = mm.layers[0]
+    layer.forward(x, training=True)
+    dx = layer.backward(dy)
+    np.testing.assert_allclose(dx, dx_keras.numpy(), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(layer.grads[0], np.asarray(dw_keras), rtol=1e-4, atol=1e-6)
