@@ -82,43 +82,12 @@ def _maxpool_backward(dy, argmax, h, w):
     return dx
 
 
-@njit(parallel=True, cache=True, nogil=True)
-def _maxpool_backward_stripes(dy, argmax, h, w, s_h, pad_top):
-    # Windows that do not overlap vertically (S_h >= K_h): output row i only ever routes into
-    # input rows [i*S_h - P_top, (i+1)*S_h - P_top), so one task per (image, output row)
-    # owns that stripe: it zeroes it and adds its own gradients, race-free, with no separate
-    # pass to zero dx first.
-    n, h_out, w_out, c = dy.shape
-    dx = np.empty((n, h, w, c), dtype=dy.dtype)
-    for r in prange(n * h_out):
-        img = r // h_out
-        i = r % h_out
-        first = 0 if i == 0 else i * s_h - pad_top
-        last = h if i == h_out - 1 else (i + 1) * s_h - pad_top
-        for ih in range(max(first, 0), min(last, h)):
-            for iw in range(w):
-                for ch in range(c):
-                    dx[img, ih, iw, ch] = 0.0
-        for j in range(w_out):
-            for ch in range(c):
-                k = argmax[img, i, j, ch]
-                dx[img, k // w, k % w, ch] += dy[img, i, j, ch]
-    return dx
+def maxpool_backward(dy, argmax, x_shape):
+    """dy, argmax: (N, H_out, W_out, C). Returns dx of shape x_shape (N, H, W, C)."""
+    return _maxpool_backward(np.ascontiguousarray(dy), argmax, x_shape[1], x_shape[2])
 
 
-def maxpool_backward(dy, argmax, x_shape, pool_size=None, strides=None, pads=None):
-    """dy, argmax: (N, H_out, W_out, C). Returns dx of shape x_shape (N, H, W, C).
-
-    Given the window geometry and windows that do not overlap vertically (the usual 2x2,
-    stride 2), the work is split by output row instead of by image.
-    """
-    dy = np.ascontiguousarray(dy)
-    if pool_size is not None and strides[0] >= pool_size[0]:
-        return _maxpool_backward_stripes(dy, argmax, x_shape[1], x_shape[2], strides[0], pads[0])
-    return _maxpool_backward(dy, argmax, x_shape[1], x_shape[2])
-
-
-def maxpool_backward_reference(dy, argmax, x_shape, pool_size=None, strides=None, pads=None):
+def maxpool_backward_reference(dy, argmax, x_shape):
     """NumPy twin: np.add.at on the flat (H*W) plane of each image and channel."""
     n, h, w, c = x_shape
     dx = np.zeros((n, h * w, c), dtype=dy.dtype)

@@ -59,10 +59,7 @@ class MaxPooling2D(Layer):
     def backward(self, dy, need_dx=True):
         cache = self._require_cache()
         self.grads = []
-        if not need_dx:
-            return None
-        return maxpool_backward(dy, cache.argmax, cache.x_shape, self.pool_size, self.strides,
-                                self._pads)
+        return maxpool_backward(dy, cache.argmax, cache.x_shape) if need_dx else None
 
     def get_config(self):
         return {**super().get_config(), "pool_size": list(self.pool_size),
