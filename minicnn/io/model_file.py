@@ -500,25 +500,22 @@ def _conv2d_from_keras(config, label, ctx) -> dict:
     _require(config, "data_format", ["channels_last", None], label, ctx)
     _require(config, "dilation_rate", [[1, 1], 1], label, ctx)
     _require(config, "groups", [1], label, ctx)
-    _drop_training_only(config, ("kernel_regularizer", "bias_regularizer",
-                                 "activity_regularizer", "kernel_constraint",
-                                 "bias_constraint"), label)
-    return {**_common_from_keras(config, label, ctx), "filters": config["filters"],
+    return {**_kernel_layer_from_keras(config, label, ctx), "filters": config["filters"],
             "kernel_size": config["kernel_size"], "strides": config.get("strides", (1, 1)),
-            "padding": _padding(config, label, ctx),
-            "activation": _get_activation(config, label, ctx),
-            "use_bias": bool(config.get("use_bias", True)),
-            "kernel_initializer": _get_initializer(config, "kernel_initializer", label,
-                                                   "glorot_uniform"),
-            "bias_initializer": _get_initializer(config, "bias_initializer", label, "zeros")}
+            "padding": _padding(config, label, ctx)}
 
 
 def _dense_from_keras(config, label, ctx) -> dict:
     _require(config, "lora_rank", [None, 0], label, ctx)
+    return {**_kernel_layer_from_keras(config, label, ctx), "units": config["units"]}
+
+
+def _kernel_layer_from_keras(config, label, ctx) -> dict:
+    """What Conv2D and Dense share (minicnn's KernelLayer): activation, bias, initialisers."""
     _drop_training_only(config, ("kernel_regularizer", "bias_regularizer",
                                  "activity_regularizer", "kernel_constraint",
                                  "bias_constraint"), label)
-    return {**_common_from_keras(config, label, ctx), "units": config["units"],
+    return {**_common_from_keras(config, label, ctx),
             "activation": _get_activation(config, label, ctx),
             "use_bias": bool(config.get("use_bias", True)),
             "kernel_initializer": _get_initializer(config, "kernel_initializer", label,

@@ -141,7 +141,11 @@ def load_img(path, target_size=None, color_mode="rgb", interpolation="nearest"):
     try:
         img = Image.open(io.BytesIO(data))
         img.load()                            # decode now, so a broken file fails here
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as err:
+    except UnidentifiedImageError:
+        # Pillow's own text names the in-memory buffer, not the file; the path says more.
+        raise ValueError(f"load_img: {where!r} is not an image Pillow can read "
+                         f"(no image format recognised)") from None
+    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as err:
         raise ValueError(f"load_img: {where!r} is not an image Pillow can read "
                          f"({type(err).__name__}: {err})") from err
 

@@ -329,41 +329,16 @@ class Iterator:
 # ----------------------------------------------------------------------------- images
 
 def _load_image(path, color_mode, target_size, interpolation):
-    """One image file as float32, (H, W, C): keras.utils.load_img + img_to_array.
-
-    The same Pillow calls as Keras (convert to the colour mode unless the image is in it
-    already, resize to (W, H) only when the size differs), so the pixels are Keras's.
-    Raises OSError naming the file when it cannot be read or decoded (missing, empty,
-    truncated, corrupt, not an image).
-    """
-    from PIL import Image     # Pillow is a dependency; imported where images are read
+    """One image file as float32, (H, W, C): load_img + img_to_array, so the pixels are
+    Keras's. Raises OSError naming the file when it cannot be read or decoded (missing,
+    empty, truncated, corrupt, not an image)."""
+    # Imported here: minicnn.preprocessing.image builds these iterators in its flow methods.
+    from minicnn.preprocessing.image import img_to_array, load_img
 
     try:
-        with Image.open(path) as img:
-            if color_mode == "grayscale":
-                # Keras keeps 8-, 16- and 32-bit greyscale as they are.
-                if img.mode not in ("L", "I;16", "I"):
-                    img = img.convert("L")
-            elif img.mode != color_mode.upper():          # "RGB", "RGBA"
-                img = img.convert(color_mode.upper())
-            height, width = target_size
-            if img.size != (width, height):
-                img = img.resize((width, height), _pil_resample(interpolation))
-            x = np.asarray(img, dtype=np.float32)
-    # Pillow reports broken files with OSError (UnidentifiedImageError, "image file is
-    # truncated"), and some decoders with ValueError, SyntaxError or EOFError.
-    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as err:
+        return img_to_array(load_img(path, target_size, color_mode, interpolation))
+    except (OSError, ValueError) as err:
         raise OSError(f"cannot read image file '{path}': {err}") from err
-    if x.ndim == 2:                                        # greyscale: (H, W) -> (H, W, 1)
-        x = x[:, :, None]
-    return x
-
-
-def _pil_resample(interpolation):
-    from PIL import Image
-    return {"nearest": Image.Resampling.NEAREST, "bilinear": Image.Resampling.BILINEAR,
-            "bicubic": Image.Resampling.BICUBIC, "hamming": Image.Resampling.HAMMING,
-            "box": Image.Resampling.BOX, "lanczos": Image.Resampling.LANCZOS}[interpolation]
 
 
 def _is_image_file(fname):
