@@ -48,3 +48,21 @@ def _check(root):
             if found != count:
                 return f"{split}/{name}/ holds {found} JPEGs instead of {count}"
     return None
+
+
+def tiny_split(dest, per_class=4):
+    """A tiny copy of the real split at dest: per_class JPEGs of each class in each of
+    train/, validation/ and test/ (the first ones in name order). Skips or fails as data_dir.
+    Returns dest as a str.
+    """
+    import shutil
+
+    root = data_dir()
+    for split in EXPECTED:
+        for name in CLASSES:
+            source = os.path.join(root, split, name)
+            folder = os.path.join(str(dest), split, name)
+            os.makedirs(folder, exist_ok=True)
+            for file in sorted(f for f in os.listdir(source) if f.lower().endswith(".jpg"))[:per_class]:
+                shutil.copyfile(os.path.join(source, file), os.path.join(folder, file))
+    return str(dest)
