@@ -25,6 +25,7 @@ from minicnn.kernels.pooling import (
     maxpool_forward_reference,
 )
 from minicnn.kernels.conv import Conv2DCache, conv2d_backward, conv2d_forward, conv2d_inference
+from minicnn.kernels import winograd
 from minicnn.kernels.optim import rmsprop_update, rmsprop_update_reference
 from minicnn.kernels.warp import FILL_MODES, affine_warp, affine_warp_reference
 

@@ -1,0 +1,114 @@
+"""Winograd F(2x2, 3x3) convolution against plain loops, its NumPy twin and im2col."""
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+
+from minicnn import layers
+from minicnn.kernels import conv2d_forward, conv2d_inference, winograd
+from minicnn.model import Sequential
+from minicnn.shapes import window_2d
+
+import reference
+
+
+@st.composite
+def geometries(draw):
+    """(x_shape, padding, c_out) for a 3x3 stride-1 kernel that fits its input."""
+    padding = draw(st.sampled_from(["valid", "same"]))
+    low = 3 if padding == "valid" else 1
+    shape = (draw(st.integers(1, 3)), draw(st.integers(low, 11)), draw(st.integers(low, 11)),
+             draw(st.integers(1, 6)))
+    return shape, padding, draw(st.integers(1, 5))
+
+
+def _case(geometry, seed, dtype=np.float64):
+    x_shape, padding, c_out = geometry
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(x_shape).astype(dtype)
+    w = rng.standard_normal((3, 3, x_shape[-1], c_out)).astype(dtype)
+    b = rng.standard_normal(c_out).astype(dtype)
+    pads = window_2d(x_shape[1], x_shape[2], (3, 3), (1, 1), padding)[2:]
+    return x, w, b, pads
+
+
+@given(geometries(), st.integers(0, 2 ** 32 - 1))
+def test_winograd_equals_plain_loops(geometry, seed):
+    x, w, b, pads = _case(geometry, seed)
+    z_ref = reference.conv2d_forward(x, w, b, (1, 1), geometry[1])
+    y, _ = winograd.conv3x3_winograd(x, w, b, pads)
+    np.testing.assert_allclose(y, z_ref, rtol=1e-10, atol=1e-10)
+
+
+@given(geometries(), st.sampled_from([0, 1, 2]), st.integers(0, 2 ** 32 - 1))
+def test_winograd_kernel_equals_its_numpy_twin(geometry, activation, seed):
+    x, w, b, pads = _case(geometry, seed)
+    keep = activation == 2
+    y, logits = winograd.conv3x3_winograd(x, w, b, pads, activation, keep_logits=keep)
+    y_ref, logits_ref = winograd.conv3x3_winograd_reference(x, w, b, pads, activation, keep)
+    np.testing.assert_allclose(y, y_ref, rtol=1e-12, atol=1e-12)
+    if keep:
+        np.testing.assert_allclose(logits, logits_ref, rtol=1e-12, atol=1e-12)
+    else:
+        assert logits is None
+
+
+@given(geometries(), st.sampled_from([0, 1, 2]), st.integers(1, 4), st.integers(0, 2 ** 32 - 1))
+def test_inference_by_winograd_in_micro_batches_equals_im2col(geometry, activation, chunk, seed):
+    # float32, as models run: the two algorithms differ only by rounding.
+    x, w, b, pads = _case(geometry, seed, np.float32)
+    y_ref, logits_ref, _ = conv2d_forward(x, w, b, (1, 1), pads, activation, keep_cache=False)
+    per_image = winograd.winograd_workspace_per_image(y_ref.shape[1], y_ref.shape[2],
+                                                      w.shape[2], w.shape[3], 4)
+    y, logits = conv2d_inference(x, w, b, (1, 1), pads, activation,
+                                 max_workspace=chunk * per_image, winograd_min_channels=1)
+    assert y.dtype == np.float32
+    np.testing.assert_allclose(y, y_ref, rtol=1e-5, atol=1e-5)
+    if activation == 2:
+        np.testing.assert_allclose(logits, logits_ref, rtol=1e-5, atol=1e-5)
+    else:
+        assert logits is None
+
+
+def test_kernel_transform_is_g_g_gt():
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((3, 3, 2, 3))
+    u = winograd.winograd_kernel(w).reshape(4, 4, 2, 3)
+    for c in range(2):
+        for o in range(3):
+            np.testing.assert_allclose(u[:, :, c, o], winograd.G @ w[:, :, c, o] @ winograd.G.T,
+                                       rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("strides, kernel, c_in, activation, expected", [
+    ((1, 1), 3, 64, 1, True),
+    ((1, 1), 3, 63, 1, False),          # too few channels for the thin products to gain
+    ((2, 2), 3, 64, 1, False),
+    ((1, 1), 5, 64, 1, False),
+    ((1, 1), 3, 64, 3, False),          # softmax needs whole rows: im2col's fused pass
+])
+def test_which_convolutions_take_winograd(strides, kernel, c_in, activation, expected):
+    from minicnn.kernels.conv import uses_winograd
+    assert uses_winograd((kernel, kernel, c_in, 8), strides, activation) is expected
+
+
+def test_a_model_predicts_the_same_with_and_without_winograd():
+    model = Sequential([
+        layers.Conv2D(8, 3, padding="same", activation="relu", input_shape=(12, 12, 3)),
+        layers.Conv2D(8, 3, activation="relu"), layers.MaxPooling2D(2),
+        layers.Conv2D(4, 3, padding="same", activation="sigmoid"),
+        layers.Flatten(), layers.Dense(1, activation="sigmoid")], seed=3)
+    x = np.random.default_rng(1).random((5, 12, 12, 3), dtype=np.float32)
+    previous = layers.set_winograd_min_channels(None)
+    try:
+        expected = model.predict(x, verbose=0)
+        layers.set_winograd_min_channels(1)
+        got = model.predict(x, verbose=0)
+    finally:
+        layers.set_winograd_min_channels(previous)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.5, True, "64"])
+def test_set_winograd_min_channels_refuses_bad_values(bad):
+    with pytest.raises(ValueError, match="set_winograd_min_channels"):
+        layers.set_winograd_min_channels(bad)
