@@ -31,8 +31,10 @@ Each flow writes into its folder (--out, default runs/keras/<flow>/):
   history.json   {"epoch": [0, 1, ...], "history": {"loss", "acc", "val_loss", "val_acc"},
                  "params": {...}}: the layout of minicnn's History.save;
   metrics.json   final_val_acc, best_val_acc, best_epoch (1-based), test_acc (test/ with
-                 rescale only, every image once, batch 20), seconds (wall time of model.fit,
-                 validation included), images_per_second (training images / seconds),
+                 rescale only, every image once, batch 20), seconds and train_seconds (both
+                 the wall time of model.fit, validation included), total_seconds (the whole
+                 flow: model building, feature extraction, test), images_per_second
+                 (training images / seconds),
                  epochs, steps_per_epoch, batch_size, seed, engine "keras", versions, onednn
                  ("on"/"off" as TensorFlow used it) and onednn_setting ("default", "on",
                  "off"), plus per-epoch seconds and the flow's other settings.
@@ -207,6 +209,7 @@ def epoch_timer(keras):
 def run_flow(flow, args, out, keras, keras_image, environment):
     import numpy as np
 
+    flow_start = time.perf_counter()
     cfg = dict(FLOWS[flow])
     epochs = args.epochs or cfg["epochs"]
     batch = cfg["batch"]
@@ -250,7 +253,7 @@ def run_flow(flow, args, out, keras, keras_image, environment):
         seconds = time.perf_counter() - start
         steps = math.ceil(len(xt) / batch)
         train_images = len(xt) * epochs
-        _, test_acc = model.evaluate(xs, ys, batch_size=TEST_BATCH, verbose=0)
+        test_loss, test_acc = model.evaluate(xs, ys, batch_size=TEST_BATCH, verbose=0)
     else:
         augment = flow != "scratch"
         train = directory_iterator(keras_image, data, "train", batch, augment=augment,
@@ -276,7 +279,7 @@ def run_flow(flow, args, out, keras, keras_image, environment):
                             shuffle=False, verbose=2, callbacks=[times])   # the iterator shuffles
         seconds = time.perf_counter() - start
         train_images = images_drawn(train.n, batch, steps * epochs)
-        _, test_acc = model.evaluate(test, verbose=0)
+        test_loss, test_acc = model.evaluate(test, verbose=0)
         if flow == "features-augment":
             weights_path = os.path.join(out, "model.weights.h5")
             write_atomic(weights_path, model.save_weights, suffix=".weights.h5")
@@ -294,9 +297,12 @@ def run_flow(flow, args, out, keras, keras_image, environment):
     metrics = {
         "flow": flow, "engine": "keras",
         "final_val_acc": val_acc[-1], "best_val_acc": val_acc[best], "best_epoch": best + 1,
-        "test_acc": float(test_acc),
-        "seconds": seconds, "images_per_second": train_images / seconds,
-        "epochs": epochs, "steps_per_epoch": steps, "validation_steps": val_steps,
+        "test_acc": float(test_acc), "test_loss": float(test_loss),
+        "seconds": seconds, "train_seconds": seconds,
+        "total_seconds": time.perf_counter() - flow_start,
+        "images_per_second": train_images / seconds,
+        "epochs": epochs, "epochs_run": len(history.epoch), "steps_per_epoch": steps,
+        "validation_steps": val_steps,
         "batch_size": batch, "seed": args.seed,
         "learning_rate": cfg["lr"], "train_images": train_images,
         "epoch_seconds": times.seconds, "total_params": params, "trainable_params": trainable,
@@ -375,6 +381,16 @@ def check_inputs(args):
                  f"(`all` runs it first) or give --start-weights FILE")
 
 
+def onednn_in_effect():
+    """'on' or 'off' as TensorFlow applies TF_ENABLE_ONEDNN_OPTS (its default included), read
+    from a private TensorFlow module: 'unknown' if that moves."""
+    try:
+        from tensorflow.python.util import _pywrap_util_port
+        return "on" if _pywrap_util_port.IsMklEnabled() else "off"
+    except (ImportError, AttributeError):
+        return "unknown"
+
+
 def main(argv=None):
     args = parse_args(argv)
     check_inputs(args)
@@ -386,15 +402,15 @@ def main(argv=None):
     import tensorflow as tf
     import keras
     from keras.src.legacy.preprocessing import image as keras_image
-    from tensorflow.python.util import _pywrap_util_port
 
     environment = {
         "versions": {"python": platform.python_version(), "keras": keras.__version__,
                      "tensorflow": tf.__version__, "numpy": np.__version__},
-        "onednn": "on" if _pywrap_util_port.IsMklEnabled() else "off",
+        "onednn": onednn_in_effect(),
         "onednn_setting": args.onednn or "default",
         "backend": keras.backend.backend(),
-        "cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "cpus": (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                 else os.cpu_count()),
         "data": os.path.abspath(args.data),
         "command": "python benchmarks/lecture/keras_flows.py " + " ".join(
             sys.argv[1:] if argv is None else argv),
