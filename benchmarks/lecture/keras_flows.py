@@ -240,7 +240,7 @@ def run_flow(flow, args, out, keras, keras_image, environment):
             x = conv_base.predict(it, verbose=0)
             features[split] = (x.reshape(len(x), -1), it.classes.astype("float32"))
             log(f"features: {split} {x.shape} from {it.n} images")
-        extra["extract_seconds"] = time.perf_counter() - start
+        extra["feature_extraction_seconds"] = time.perf_counter() - start
         model = keras.Sequential([keras.Input(shape=(4 * 4 * 512,)),
                                   keras.layers.Dense(256, activation="relu"),
                                   keras.layers.Dropout(0.5),
@@ -304,8 +304,8 @@ def run_flow(flow, args, out, keras, keras_image, environment):
         "epochs": epochs, "epochs_run": len(history.epoch), "steps_per_epoch": steps,
         "validation_steps": val_steps,
         "batch_size": batch, "seed": args.seed,
-        "learning_rate": cfg["lr"], "train_images": train_images,
-        "epoch_seconds": times.seconds, "total_params": params, "trainable_params": trainable,
+        "learning_rate": cfg["lr"], "images_trained": train_images,
+        "epoch_seconds": times.seconds, "params": params, "trainable_params": trainable,
         **extra, **environment,
     }
     write_json(os.path.join(out, "metrics.json"), metrics)
