@@ -20,6 +20,18 @@ from numba import njit, prange
 ACTIVATION_CODES = {"linear": 0, "relu": 1, "sigmoid": 2, "softmax": 3}
 
 
+@njit(inline="always")
+def activate(z, code):
+    """act(z) of one value for codes 0 (linear), 1 (relu) and 2 (sigmoid), for kernels
+    that fuse the activation into their own output pass."""
+    if code == 1:
+        return max(z, 0.0)
+    if code == 2:
+        e = np.exp(-abs(z))
+        return 1.0 / (1.0 + e) if z >= 0 else e / (1.0 + e)
+    return z
+
+
 @njit(parallel=True, cache=True, nogil=True)
 def _bias_activation(z, b, code):
     m, c = z.shape

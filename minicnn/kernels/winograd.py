@@ -28,6 +28,7 @@ entries 0, +-1 and +-1/2, so float32 results differ from im2col's only by roundi
 import numpy as np
 from numba import njit, prange
 
+from minicnn.kernels.elementwise import activate as _activate
 from minicnn.kernels.geometry import window_output_size
 
 # B^T, G and A^T above, for the NumPy twin and the kernel transform.
@@ -89,16 +90,6 @@ def _winograd_input(x, pad_top, pad_left, tiles_h, tiles_w, v):
                 v[8, t, ch], v[9, t, ch], v[10, t, ch], v[11, t, ch] = _bt(c20, c21, c22, c23)
                 v[12, t, ch], v[13, t, ch], v[14, t, ch], v[15, t, ch] = _bt(c30, c31, c32, c33)
     return v
-
-
-@njit(inline="always")
-def _activate(z, code):
-    if code == 1:
-        return max(z, 0.0)
-    if code == 2:
-        e = np.exp(-abs(z))
-        return 1.0 / (1.0 + e) if z >= 0 else e / (1.0 + e)
-    return z
 
 
 @njit(inline="always")
