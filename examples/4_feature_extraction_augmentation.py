@@ -1,0 +1,125 @@
+"""Flow 4 of the lecture (6.3, feature extraction with data augmentation): the frozen VGG16
+conv base inside the model, with a dense classifier on top, trained end to end on augmented
+images. Far slower than flow 3 (every image goes through the conv base at every epoch), but
+augmentation now fights overfitting.
+
+Needs the ImageNet VGG16 weights (once: `minicnn weights vgg16`). The data is the lecture's
+folder layout, train/, validation/ and test/, each with cats/ and dogs/ (`minicnn data
+split`); `--data sample` uses the small sample bundled with the package (no test/).
+
+The defaults are the lecture's: the augmentation of flow 2, batches of 20, 100 steps per
+epoch, 30 epochs, RMSprop with lr 2e-5, 50 validation steps. For a quick look:
+
+    python examples/4_feature_extraction_augmentation.py --data sample --epochs 2 \\
+        --steps-per-epoch 3 --validation-steps 2
+
+Writes into --out: history.json, history.png and test.json.
+"""
+import argparse
+import json
+import os
+
+import minicnn as mc
+from minicnn import datasets, layers, optimizers
+from minicnn.applications import VGG16
+from minicnn.preprocessing.image import ImageDataGenerator
+
+parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+parser.add_argument("--data", default=os.environ.get("MINICNN_DATA", "~/Downloads/cats_and_dogs_small"),
+                    help="the lecture's cats_and_dogs_small folder, or 'sample' (default: "
+                         "$MINICNN_DATA, else ~/Downloads/cats_and_dogs_small)")
+parser.add_argument("--epochs", type=int, default=30)
+parser.add_argument("--steps-per-epoch", type=int, default=100)
+parser.add_argument("--batch-size", type=int, default=20)
+parser.add_argument("--validation-steps", type=int, default=50)
+parser.add_argument("--test-steps", type=int, default=50,
+                    help="batches of test/ to evaluate at the end (0: none)")
+parser.add_argument("--out", default="runs/4_feature_extraction_augmentation", help="output folder")
+parser.add_argument("--seed", type=int, default=None, help="makes the run repeatable")
+args = parser.parse_args()
+
+base_dir = str(datasets.sample_dir()) if args.data == "sample" else os.path.expanduser(args.data)
+train_dir = os.path.join(base_dir, "train")
+validation_dir = os.path.join(base_dir, "validation")
+test_dir = os.path.join(base_dir, "test")
+if not os.path.isdir(train_dir) or not os.path.isdir(validation_dir):
+    parser.error(f"--data {base_dir} needs train/ and validation/ folders with cats/ and dogs/ "
+                 f"(make them with `minicnn data split`, or use --data sample)")
+os.makedirs(args.out, exist_ok=True)
+
+# --- The VGG16 conv base, trained on ImageNet.
+conv_base = VGG16(weights="imagenet", include_top=False, input_shape=(150, 150, 3))
+
+# --- Adding a densely connected classifier on top of the conv base: a model is a layer.
+model = mc.Sequential([
+    conv_base,
+    layers.Flatten(),
+    layers.Dense(256, activation="relu"),
+    layers.Dense(1, activation="sigmoid"),
+], seed=args.seed)
+model.summary()                                     # vgg16 (Functional): 14,714,688; 16,812,353 in all
+
+# --- Freeze the conv base before compiling and training: otherwise the representations it
+# learned on ImageNet would be destroyed by the large gradients of the new, random classifier.
+conv_base.trainable = False                         # freeze_weights(conv_base) in R
+model.summary()                                     # Trainable params: 2,097,665
+
+# --- The augmenting generator for training; the validation data is not augmented!
+train_datagen = ImageDataGenerator(
+    rescale=1 / 255,
+    rotation_range=40,
+    width_shift_range=0.2,
+    height_shift_range=0.2,
+    shear_range=0.2,
+    zoom_range=0.2,
+    horizontal_flip=True,
+    fill_mode="nearest",
+)
+test_datagen = ImageDataGenerator(rescale=1 / 255)
+
+train_generator = train_datagen.flow_from_directory(
+    train_dir,                                      # the target folder
+    target_size=(150, 150),                         # every image resized to 150 x 150
+    batch_size=args.batch_size,
+    class_mode="binary",                            # binary labels for binary_crossentropy
+    seed=args.seed,
+)
+validation_generator = test_datagen.flow_from_directory(
+    validation_dir,
+    target_size=(150, 150),
+    batch_size=args.batch_size,
+    class_mode="binary",
+    seed=args.seed,
+)
+
+model.compile(
+    loss="binary_crossentropy",
+    optimizer=optimizers.RMSprop(learning_rate=2e-5),
+    metrics=["accuracy"],
+)
+
+history = model.fit(
+    train_generator,
+    steps_per_epoch=args.steps_per_epoch,
+    epochs=args.epochs,
+    validation_data=validation_generator,
+    validation_steps=args.validation_steps,
+)
+
+# --- The curves: about 96 % validation accuracy in the lecture, and much less overfitting.
+history.save(os.path.join(args.out, "history.json"))
+try:
+    history.plot(os.path.join(args.out, "history.png"),
+                 title="VGG16 (frozen) + classifier, data augmentation")
+except ImportError as error:                        # matplotlib is an optional extra
+    print(f"no plot: {error}")
+
+# --- Accuracy on the test images.
+if args.test_steps > 0 and os.path.isdir(test_dir):
+    test_generator = test_datagen.flow_from_directory(
+        test_dir, target_size=(150, 150), batch_size=args.batch_size, class_mode="binary")
+    test_loss, test_acc = model.evaluate(test_generator, steps=args.test_steps, verbose=0)
+    print(f"test: loss {test_loss:.4f}, accuracy {test_acc:.4f}")
+    with open(os.path.join(args.out, "test.json"), "w") as f:
+        json.dump({"loss": test_loss, "accuracy": test_acc}, f)
+print(f"wrote {args.out}")
