@@ -3,6 +3,7 @@
     minicnn summary [no-max-pool|cnn|cnn-dropout|all]    the lecture's model summaries
     minicnn gradcheck [--seed S]                         gradient check of every layer type
     minicnn plot HISTORY.json [--out PNG]                the loss and accuracy panels
+    minicnn lecture FLOW [--data DIR] [--resume]         the lecture's five training flows
     minicnn train [--data DIR] [--augment] [--epochs N]  the lecture's CNN on a cats/dogs folder
     minicnn data split --source DIR --dest DIR           the lecture's train/validation/test split
     minicnn data preview IMAGE [--out PNG]               2x2 grid of augmented versions
@@ -116,11 +117,6 @@ def cmd_plot(args) -> int:
     return 0
 
 
-LECTURE_AUGMENTATION = dict(rotation_range=40, width_shift_range=0.2, height_shift_range=0.2,
-                            shear_range=0.2, zoom_range=0.2, horizontal_flip=True,
-                            fill_mode="nearest")
-
-
 def cmd_data_split(args) -> int:
     from tqdm.auto import tqdm
 
@@ -133,6 +129,7 @@ def cmd_data_split(args) -> int:
 
 
 def cmd_data_preview(args) -> int:
+    from minicnn.flows import LECTURE_AUGMENTATION
     from minicnn.plotting import plot_image_grid
     from minicnn.preprocessing.image import (ImageDataGenerator, generator_next, img_to_array,
                                              load_img)
@@ -147,73 +144,77 @@ def cmd_data_preview(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from minicnn import datasets, optimizers
-    from minicnn.applications import lecture
-    from minicnn.callbacks import ModelCheckpoint
-    from minicnn.preprocessing.image import ImageDataGenerator
+    """The scratch or augment flow with train's own defaults, writing straight into --out."""
+    from minicnn import flows
 
-    data = args.data or str(datasets.sample_dir())
-    for split in ("train", "validation"):
-        if not os.path.isdir(os.path.join(data, split)):
-            raise FileNotFoundError(f"--data {data} has no {split}/ folder; expected "
-                                    f"{split}/cats and {split}/dogs (see 'minicnn data split')")
-    print(f"data: {data}" + (" (the bundled sample)" if args.data is None else ""))
-    train_gen = ImageDataGenerator(rescale=1 / 255, **(LECTURE_AUGMENTATION if args.augment else {}))
-    test_gen = ImageDataGenerator(rescale=1 / 255)
-    train = train_gen.flow_from_directory(os.path.join(data, "train"), target_size=(150, 150),
-                                          batch_size=args.batch_size, class_mode="binary",
-                                          seed=args.seed)
-    validation = test_gen.flow_from_directory(os.path.join(data, "validation"),
-                                              target_size=(150, 150), batch_size=args.batch_size,
-                                              class_mode="binary", seed=args.seed)
-    model = lecture.cnn(dropout=args.augment, seed=args.seed)
-    model.compile(optimizer=optimizers.RMSprop(learning_rate=args.lr),
-                  loss="binary_crossentropy", metrics=["acc"])
-    model.summary()
-    os.makedirs(args.out, exist_ok=True)
-    model_path = os.path.join(args.out, "model.h5")
-    checkpoint = ModelCheckpoint(model_path)          # every epoch, written atomically
-    history = model.fit(train, steps_per_epoch=args.steps_per_epoch, epochs=args.epochs,
-                        validation_data=validation, validation_steps=args.validation_steps,
-                        callbacks=[checkpoint])
-    print(f"model: {model_path}")
-    history.save(os.path.join(args.out, "history.json"))
-    print(f"history: {os.path.join(args.out, 'history.json')}")
-    try:
-        path = history.plot(os.path.join(args.out, "history.png"),
-                            title="CNN from scratch" + (" + augmentation" if args.augment else ""))
-        print(f"plot: {path}")
-    except ImportError as error:
-        print(f"no plot: {error}")
+    overrides = dict(epochs=args.epochs, batch_size=args.batch_size,
+                     steps_per_epoch=args.steps_per_epoch,
+                     validation_steps=args.validation_steps, learning_rate=args.lr)
+    run = flows.resolve("augment" if args.augment else "scratch", args.data, args.out,
+                        overrides, args.seed)
+    flows.run_flow(run)
     return 0
 
 
-def cmd_features_extract(args) -> int:
-    import numpy as np
+def cmd_lecture(args) -> int:
+    from minicnn import flows
 
+    names = list(flows.FLOWS) if args.flow == "all" else [args.flow]
+    overrides = {key: value for key, value in (
+        ("epochs", args.epochs), ("batch_size", args.batch_size),
+        ("steps_per_epoch", args.steps_per_epoch),
+        ("validation_steps", args.validation_steps)) if value is not None}
+    runs = [flows.resolve(name, args.data, os.path.join(args.out, name), overrides, args.seed,
+                          base_model=os.path.join(args.out, "features-augment", flows.CHECKPOINT))
+            for name in names]
+    for run in runs:                     # every check before the first flow starts
+        flows.check_data(run.data)
+        if run.flow.uses_vgg16:
+            from minicnn.applications.vgg16 import imagenet_weights_path
+            imagenet_weights_path()
+    results = []
+    for run in runs:
+        try:
+            metrics = flows.run_flow(run, resume=args.resume)
+        except flows.Interrupted as stop:
+            print(f"\n{stop}. Continue with:\n\n    {_resume_command(args, run.flow.name)}\n",
+                  file=sys.stderr)
+            return 130
+        results.append(metrics)
+        print()
+    if len(results) > 1:
+        print(f"{'flow':<18} {'epochs':>6} {'best val_acc':>12} {'test_acc':>9} {'seconds':>9}")
+        for m in results:
+            test = "-" if m["test_acc"] is None else f"{m['test_acc']:.4f}"
+            print(f"{m['flow']:<18} {m['epochs_run']:>6} {m['best_val_acc']:>12.4f} "
+                  f"{test:>9} {m['seconds']:>9.0f}")
+    return 0
+
+
+def _resume_command(args, flow) -> str:
+    """The command line that continues an interrupted `minicnn lecture` run."""
+    import shlex
+
+    parts = ["minicnn", "lecture", args.flow]
+    for option in ("data", "epochs", "batch_size", "steps_per_epoch", "validation_steps"):
+        value = getattr(args, option)
+        if value is not None:
+            parts += [f"--{option.replace('_', '-')}", str(value)]
+    parts += ["--seed", str(args.seed), "--out", args.out, "--resume"]
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+def cmd_features_extract(args) -> int:
+    from minicnn import flows
     from minicnn.applications import VGG16
-    from minicnn.io.atomic import atomic_path
-    from minicnn.preprocessing.image import ImageDataGenerator
 
     splits = [s for s in args.splits if os.path.isdir(os.path.join(args.data, s))]
     if not splits:
         raise FileNotFoundError(f"--data {args.data} has none of the folders {args.splits}")
     conv_base = VGG16(weights=args.weights or "imagenet", include_top=False,
-                      input_shape=(150, 150, 3))
-    datagen = ImageDataGenerator(rescale=1 / 255)
-    arrays = {}
-    for split in splits:
-        flow = datagen.flow_from_directory(os.path.join(args.data, split), target_size=(150, 150),
-                                           batch_size=args.batch_size, class_mode="binary",
-                                           shuffle=False)
-        steps = -(-flow.samples // args.batch_size)
-        print(f"{split}: extracting {flow.samples} images in {steps} batches")
-        arrays[f"{split}_features"] = conv_base.predict(flow, steps=steps, verbose=1)
-        arrays[f"{split}_labels"] = flow.classes.astype(np.float32)
-        arrays[f"{split}_filenames"] = np.array(flow.filenames)
-    with atomic_path(args.out) as tmp:
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
+                      input_shape=flows.TARGET_SIZE + (3,))
+    arrays = flows.extract_features(conv_base, args.data, splits, args.batch_size)
+    flows.save_npz(args.out, arrays)
     print(f"wrote {args.out}: " + ", ".join(f"{k} {v.shape}" for k, v in arrays.items()
                                              if k.endswith("features")))
     return 0
@@ -227,6 +228,26 @@ def cmd_weights_vgg16(args) -> int:
         print(f"note: VGG16(weights='imagenet') does not look in {os.path.dirname(path)}; "
               f"set MINICNN_WEIGHTS={os.path.dirname(os.path.abspath(path))} or pass weights=PATH")
     return 0
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer; received {text!r}")
+    return value
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value < 2 ** 32:
+        raise argparse.ArgumentTypeError(f"expected an integer in [0, 2**32); received {text!r}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -257,6 +278,49 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--title", help="title above the panels")
     p.set_defaults(func=cmd_plot)
 
+    p = sub.add_parser(
+        "lecture", help="run the lecture's training flows (scratch ... finetune, or all)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Run one of the lecture's five training flows with its exact settings, "
+                    "or all five in order:",
+        epilog="""\
+flows (the lecture's settings; 150x150 images, rescale 1/255, RMSprop, binary cross-entropy):
+  scratch           CNN from scratch: batch 20, 100 steps x 30 epochs, validation 50 steps,
+                    lr 1e-4
+  augment           the CNN + Dropout(0.5), the lecture's augmentation: batch 32,
+                    100 steps x 100 epochs, validation 50 steps, lr 1e-4
+  features          the ImageNet VGG16 conv base run once over train/, validation/, test/
+                    (batch 20, saved as features.npz), then Dense 256 + Dropout(0.5) +
+                    Dense 1 on the 4*4*512 features: batch 20, 30 epochs, lr 2e-5
+  features-augment  the frozen conv base + Flatten + Dense 256 + Dense 1, augmentation:
+                    batch 20, 100 steps x 30 epochs, validation 50 steps, lr 2e-5
+  finetune          the features-augment model (OUT/features-augment/model.h5 when it
+                    exists) with block5 of the base unfrozen: batch 20, 100 steps x 100
+                    epochs, validation 50 steps, lr 1e-5
+
+Each flow writes OUT/FLOW/: model.h5 (checkpointed after every epoch), history.json,
+history.png, metrics.json (val_acc, test_acc on test/, times, images/s, versions).
+Without --data: the bundled sample (200 train, 100 validation images), 2 epochs of one
+pass each, as a quick demo. The VGG16 flows need the ImageNet weights: minicnn weights vgg16.
+Ctrl-C keeps the finished epochs; --resume continues from the checkpoint.""")
+    p.add_argument("flow", choices=["scratch", "augment", "features", "features-augment",
+                                    "finetune", "all"], help="which flow, or all five in order")
+    p.add_argument("--data", help="folder with train/ and validation/ (and test/), each with "
+                                  "one subfolder per class (default: the bundled sample)")
+    p.add_argument("--epochs", type=_positive_int, help="epochs (default: the flow's)")
+    p.add_argument("--steps-per-epoch", type=_positive_int,
+                   help="training batches per epoch (default: the flow's)")
+    p.add_argument("--validation-steps", type=_positive_int,
+                   help="validation batches per epoch (default: the flow's)")
+    p.add_argument("--batch-size", type=_positive_int, help="batch size (default: the flow's)")
+    p.add_argument("--seed", type=_seed, default=0,
+                   help="seed of weights, shuffling, augmentation and dropout (default 0)")
+    p.add_argument("--out", default=os.path.join("runs", "lecture"),
+                   help="output root; each flow writes OUT/FLOW/ (default runs/lecture)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from OUT/FLOW/model.h5 (same settings; --epochs may grow)")
+    p.set_defaults(func=cmd_lecture)
+
     p = sub.add_parser("train", help="train the lecture's CNN on a cats/dogs folder",
                        description="Train the lecture's CNN from scratch on DIR/train, "
                                    "validating on DIR/validation (150x150, rescale 1/255, "
@@ -266,14 +330,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="folder with train/ and validation/ (default: bundled sample)")
     p.add_argument("--augment", action="store_true",
                    help="the lecture's augmentation and Dropout(0.5) (flow 2)")
-    p.add_argument("--epochs", type=int, default=2, help="epochs (default 2)")
-    p.add_argument("--batch-size", type=int, default=20, help="batch size (default 20)")
-    p.add_argument("--steps-per-epoch", type=int, default=None,
+    p.add_argument("--epochs", type=_positive_int, default=2, help="epochs (default 2)")
+    p.add_argument("--batch-size", type=_positive_int, default=20, help="batch size (default 20)")
+    p.add_argument("--steps-per-epoch", type=_positive_int, default=None,
                    help="batches per epoch (default: one pass over train/)")
-    p.add_argument("--validation-steps", type=int, default=None,
+    p.add_argument("--validation-steps", type=_positive_int, default=None,
                    help="validation batches (default: one pass over validation/)")
     p.add_argument("--lr", type=float, default=1e-4, help="RMSprop learning rate (default 1e-4)")
-    p.add_argument("--seed", type=int, default=0, help="seed of weights, shuffling, dropout")
+    p.add_argument("--seed", type=_seed, default=0, help="seed of weights, shuffling, dropout")
     p.add_argument("--out", default="runs/train", help="output folder (default runs/train)")
     p.set_defaults(func=cmd_train)
 
@@ -343,9 +407,12 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, OSError, ImportError) as error:
+    except (ValueError, OSError, ImportError, FloatingPointError) as error:
         print(f"minicnn {args.command}: error: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print(f"\nminicnn {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -23,6 +23,8 @@ def test_train_on_the_bundled_sample_writes_history_and_plot(tmp_path, capsys):
     import minicnn as mc
     model = mc.load_model(out / "model.h5")
     assert model.count_params() == 3_453_121 and model.optimizer.iterations == 4
+    metrics = json.loads((out / "metrics.json").read_text())     # the scratch flow's outputs
+    assert metrics["flow"] == "scratch" and metrics["epochs_run"] == 2
 
 
 def test_train_with_augmentation_on_the_real_split(tmp_path, capsys):
@@ -38,7 +40,7 @@ def test_train_with_augmentation_on_the_real_split(tmp_path, capsys):
 
 def test_train_refuses_a_folder_without_the_split(tmp_path, capsys):
     assert cli.main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "o")]) == 1
-    assert "has no train/ folder" in capsys.readouterr().err
+    assert "has no train/ and no validation/ folder (found: neither)" in capsys.readouterr().err
 
 
 def test_preview_draws_four_augmented_versions(tmp_path, capsys):

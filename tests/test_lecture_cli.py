@@ -1,0 +1,291 @@
+"""`minicnn lecture FLOW`: each flow end to end on a few real photos, resuming, bad input.
+
+The flows run with a few steps of small batches; the VGG16 ones need the ImageNet weights
+(`minicnn weights vgg16`) and skip without them.
+"""
+import errno
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import minicnn as mc
+from minicnn import cli, flows
+from realdata import tiny_split
+
+OUTPUTS = ("model.h5", "history.json", "metrics.json")
+HAVE_MATPLOTLIB = True
+try:
+    import matplotlib  # noqa: F401
+except ImportError:
+    HAVE_MATPLOTLIB = False
+
+
+def lecture(*args):
+    return cli.main(["lecture", *map(str, args)])
+
+
+def small(data, out, epochs=2, batch=3):
+    return ["--data", data, "--epochs", epochs, "--steps-per-epoch", 2, "--validation-steps", 1,
+            "--batch-size", batch, "--out", out]
+
+
+def history_of(folder):
+    return json.loads((folder / "history.json").read_text())["history"]
+
+
+def check_outputs(folder, epochs, test_images=None):
+    for name in OUTPUTS + (("history.png",) if HAVE_MATPLOTLIB else ()):
+        assert (folder / name).is_file(), name
+    history = history_of(folder)
+    assert set(history) == {"loss", "acc", "val_loss", "val_acc"}
+    assert all(len(v) == epochs for v in history.values())
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert metrics["epochs_run"] == epochs
+    assert metrics["final_val_acc"] == history["val_acc"][-1]
+    assert metrics["best_val_acc"] == max(history["val_acc"])
+    assert set(metrics["versions"]) >= {"python", "numpy", "numba", "minicnn"}
+    assert metrics["images_per_second"] > 0 and metrics["seconds"] > 0
+    if test_images is None:
+        assert metrics["test_acc"] is None and "no test/" in metrics["test_note"]
+    else:
+        assert 0 <= metrics["test_acc"] <= 1 and metrics["test_note"] is None
+    return metrics
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return tiny_split(tmp_path_factory.mktemp("tiny"), per_class=3)
+
+
+@pytest.fixture
+def vgg16_weights():
+    from minicnn.applications import vgg16
+    try:
+        vgg16.imagenet_weights_path()
+    except FileNotFoundError as error:
+        pytest.skip(f"no ImageNet VGG16 weights here; run `minicnn weights vgg16` ({error})")
+
+
+# -- the flows end to end ------------------------------------------------------------
+
+def test_scratch_writes_every_output_with_the_settings(tiny, tmp_path, capsys):
+    assert lecture("scratch", *small(tiny, tmp_path)) == 0
+    printed = capsys.readouterr().out
+    assert "Epoch 2/2 2/2" in printed and "test: loss" in printed
+    metrics = check_outputs(tmp_path / "scratch", 2, test_images=6)
+    assert metrics["hyperparameters"] == {"batch_size": 3, "steps_per_epoch": 2, "epochs": 2,
+                                          "validation_steps": 1, "learning_rate": 1e-4,
+                                          "augment": False}
+    assert metrics["images_trained"] == 2 * 2 * 3 and metrics["params"] == 3_453_121
+    model = mc.load_model(tmp_path / "scratch" / "model.h5")
+    assert model.optimizer.iterations == 4
+
+
+def test_the_lecture_settings_are_the_defaults(tiny):
+    run = flows.resolve("augment", tiny)
+    assert (run.hyper.batch_size, run.hyper.steps_per_epoch, run.hyper.epochs,
+            run.hyper.validation_steps, run.hyper.learning_rate, run.hyper.augment) == \
+        (32, 100, 100, 50, 1e-4, True)
+    assert run.out == os.path.join("runs", "lecture", "augment")
+    hyper = {name: flows.FLOWS[name].hyper for name in flows.FLOWS}
+    assert hyper["scratch"] == flows.Hyper(20, 100, 30, 50, 1e-4, False)
+    assert hyper["features"] == flows.Hyper(20, None, 30, None, 2e-5, False)
+    assert hyper["features-augment"] == flows.Hyper(20, 100, 30, 50, 2e-5, True)
+    assert hyper["finetune"] == flows.Hyper(20, 100, 100, 50, 1e-5, True)
+
+
+def test_resume_gives_the_history_of_an_uninterrupted_run(tiny, tmp_path, capsys, monkeypatch):
+    """augment (augmentation, dropout, shuffling): 3 epochs at once; 1 epoch then --resume
+    to 3; Ctrl-C in epoch 2 then --resume. The same numbers, exactly."""
+    assert lecture("augment", *small(tiny, tmp_path / "full", epochs=3)) == 0
+    expected = history_of(tmp_path / "full" / "augment")
+
+    assert lecture("augment", *small(tiny, tmp_path / "steps", epochs=1)) == 0
+    assert lecture("augment", *small(tiny, tmp_path / "steps", epochs=3), "--resume") == 0
+    assert "after epoch 1" in capsys.readouterr().out
+    assert history_of(tmp_path / "steps" / "augment") == expected
+    metrics = check_outputs(tmp_path / "steps" / "augment", 3, test_images=6)
+    assert metrics["resumed_from_epoch"] == 1
+
+    steps = []
+    original = mc.Sequential._train_step
+
+    def interrupted_in_epoch_2(self, *args, **kwargs):
+        steps.append(1)
+        if len(steps) == 3:
+            raise KeyboardInterrupt
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(mc.Sequential, "_train_step", interrupted_in_epoch_2)
+    capsys.readouterr()
+    assert lecture("augment", *small(tiny, tmp_path / "ctrl-c", epochs=3)) == 130
+    err = capsys.readouterr().err
+    assert "interrupted after 1 of 3 epochs" in err and "--resume" in err
+    folder = tmp_path / "ctrl-c" / "augment"
+    assert len(history_of(folder)["loss"]) == 1 and not (folder / "metrics.json").exists()
+    assert flows.read_state(folder / "model.h5")["epochs_done"] == 1
+    monkeypatch.setattr(mc.Sequential, "_train_step", original)
+    assert lecture("augment", *small(tiny, tmp_path / "ctrl-c", epochs=3), "--resume") == 0
+    assert history_of(folder) == expected
+
+    # Finished: --resume has nothing left to do. Other settings: refused.
+    assert lecture("augment", *small(tiny, tmp_path / "ctrl-c", epochs=3), "--resume") == 0
+    assert "already finished" in capsys.readouterr().out
+    assert lecture("augment", *small(tiny, tmp_path / "ctrl-c", epochs=4, batch=2),
+                   "--resume") == 1
+    err = capsys.readouterr().err
+    assert "--batch-size 3" in err and "only --epochs may change" in err
+    assert lecture("augment", *small(tiny, tmp_path / "ctrl-c", epochs=2), "--resume") == 1
+    assert "already holds 3 epochs" in capsys.readouterr().err
+
+
+def test_features_extracts_once_trains_the_head_and_resumes(tiny, tmp_path, vgg16_weights,
+                                                             capsys):
+    assert lecture("features", *small(tiny, tmp_path / "full")) == 0
+    folder = tmp_path / "full" / "features"
+    metrics = check_outputs(folder, 2, test_images=6)
+    assert metrics["params"] == 8192 * 256 + 256 + 257 and metrics["feature_extraction_seconds"] > 0
+    with np.load(folder / "features.npz") as saved:
+        for split in ("train", "validation", "test"):
+            assert saved[f"{split}_features"].shape == (6, 4, 4, 512)
+            np.testing.assert_array_equal(saved[f"{split}_labels"], [0, 0, 0, 1, 1, 1])
+
+    assert lecture("features", *small(tiny, tmp_path / "parts", epochs=1)) == 0
+    capsys.readouterr()
+    assert lecture("features", *small(tiny, tmp_path / "parts"), "--resume") == 0
+    assert "reusing" in capsys.readouterr().out               # not extracted again
+    assert history_of(tmp_path / "parts" / "features") == history_of(folder)
+
+
+def test_features_augment_then_finetune_from_its_model(tiny, tmp_path, vgg16_weights, capsys):
+    assert lecture("features-augment", *small(tiny, tmp_path, batch=2)) == 0
+    metrics = check_outputs(tmp_path / "features-augment", 2, test_images=6)
+    assert (metrics["params"], metrics["trainable_params"]) == (16_812_353, 2_097_665)
+    capsys.readouterr()
+    assert lecture("finetune", *small(tiny, tmp_path, batch=2)) == 0
+    assert f"starting from {tmp_path / 'features-augment' / 'model.h5'}" in capsys.readouterr().out
+    metrics = check_outputs(tmp_path / "finetune", 2, test_images=6)
+    assert metrics["trainable_params"] == 9_177_089
+    assert metrics["hyperparameters"]["learning_rate"] == 1e-5
+
+
+def test_unfreeze_from_block5_conv1_as_the_lecture():
+    from minicnn.applications import VGG16
+    run = flows.resolve("finetune", None, seed=0)
+    model = flows.features_augment_model(run, VGG16(weights=None, input_shape=(150, 150, 3)))
+    flows.unfreeze_from(model, "block5_conv1")
+    trainable = [layer.name for layer in model.layers[0].layers if layer.trainable_weights]
+    assert trainable == ["block5_conv1", "block5_conv2", "block5_conv3"]
+    assert sum(w.size for w in model.trainable_weights) == 9_177_089
+    with pytest.raises(ValueError, match="expected a model whose first layer is the VGG16"):
+        flows.unfreeze_from(flows.scratch_model(run), "block5_conv1")
+
+
+# -- the default: the bundled sample -------------------------------------------------
+
+def test_without_data_it_runs_on_the_bundled_sample(tmp_path, capsys):
+    assert lecture("scratch", "--epochs", 1, "--steps-per-epoch", 1, "--validation-steps", 1,
+                   "--batch-size", 2, "--out", tmp_path) == 0
+    printed = capsys.readouterr().out
+    assert "(the bundled sample)" in printed and "Found 200 images belonging to 2 classes." in printed
+    if HAVE_MATPLOTLIB:
+        assert f"plot: {tmp_path / 'scratch' / 'history.png'}" in printed
+    check_outputs(tmp_path / "scratch", 1)
+    run = flows.resolve("scratch")
+    assert (run.hyper.epochs, run.hyper.steps_per_epoch, run.hyper.validation_steps) == (2, None, None)
+
+
+def test_without_matplotlib_the_plot_is_skipped(tmp_path, capsys, monkeypatch):
+    from minicnn import plotting
+
+    def missing():
+        raise ImportError(plotting.MISSING_MATPLOTLIB)
+
+    monkeypatch.setattr(plotting, "_pyplot", missing)
+    assert lecture("scratch", "--epochs", 1, "--steps-per-epoch", 1, "--validation-steps", 1,
+                   "--batch-size", 2, "--out", tmp_path) == 0
+    assert "no plot: plotting needs matplotlib" in capsys.readouterr().out
+    assert not (tmp_path / "scratch" / "history.png").exists()
+    assert (tmp_path / "scratch" / "metrics.json").exists()
+
+
+# -- bad input -----------------------------------------------------------------------
+
+def _split(root, splits=("train", "validation"), classes=("cats", "dogs")):
+    from minicnn import datasets
+    import shutil
+    for split in splits:
+        for name in classes:
+            (root / split / name).mkdir(parents=True)
+            source = datasets.sample_dir() / "train" / ("cats" if name != "dogs" else "dogs")
+            for file in sorted(os.listdir(source))[:2]:
+                shutil.copyfile(source / file, root / split / name / file)
+    return root
+
+
+def test_data_without_validation_names_what_is_missing(tmp_path, capsys):
+    data = _split(tmp_path / "d", splits=("train",))
+    assert lecture("scratch", "--data", data, "--out", tmp_path / "o") == 1
+    err = capsys.readouterr().err
+    assert "has no validation/ folder (found: train/)" in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_data_with_three_classes_is_refused(tmp_path, capsys):
+    data = _split(tmp_path / "d", classes=("cats", "dogs", "foxes"))
+    assert lecture("scratch", "--data", data, "--out", tmp_path / "o") == 1
+    assert "expected exactly 2" in capsys.readouterr().err
+
+
+def test_missing_vgg16_weights_print_the_command_before_any_flow_runs(tmp_path, capsys,
+                                                                       monkeypatch):
+    monkeypatch.setattr("minicnn.io.convert.weights_dirs", lambda: [str(tmp_path / "none")])
+    monkeypatch.delenv("MINICNN_WEIGHTS", raising=False)
+    data = _split(tmp_path / "d")
+    assert lecture("all", "--data", data, "--out", tmp_path / "o") == 1
+    err = capsys.readouterr().err
+    assert "minicnn weights vgg16" in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()          # scratch did not start either
+
+
+def test_a_full_disk_is_a_clear_error(tmp_path, capsys, monkeypatch):
+    def no_space(self, path, include_optimizer=True):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(mc.Sequential, "save", no_space)
+    assert lecture("scratch", "--epochs", 1, "--steps-per-epoch", 1, "--validation-steps", 1,
+                   "--batch-size", 2, "--out", tmp_path) == 1
+    err = capsys.readouterr().err
+    assert f"could not write the checkpoint {tmp_path / 'scratch' / 'model.h5'}" in err
+    assert "No space left on device" in err
+    assert [f for f in os.listdir(tmp_path / "scratch") if f != "history.json"] == []
+
+
+def test_an_output_folder_that_cannot_be_made_is_named(tmp_path, capsys):
+    (tmp_path / "file").write_text("")
+    assert lecture("scratch", "--out", tmp_path / "file") == 1
+    assert f"cannot create the output folder {tmp_path / 'file' / 'scratch'}" in \
+        capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["lecture", "vgg"], "invalid choice: 'vgg'"),
+    (["lecture", "scratch", "--epochs", "0"], "expected a positive integer; received '0'"),
+])
+def test_bad_arguments_are_refused_by_argparse(args, message):
+    result = subprocess.run([sys.executable, "-m", "minicnn.cli", *args], capture_output=True,
+                            text=True)
+    assert result.returncode == 2 and message in result.stderr
+
+
+def test_lecture_has_help():
+    result = subprocess.run([sys.executable, "-m", "minicnn.cli", "lecture", "--help"],
+                            capture_output=True, text=True, check=True)
+    assert "usage: minicnn lecture" in result.stdout
+    for flow in flows.FLOWS:
+        assert flow in result.stdout
+    assert "--resume" in result.stdout and "minicnn weights vgg16" in result.stdout
