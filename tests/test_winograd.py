@@ -112,3 +112,81 @@ def test_a_model_predicts_the_same_with_and_without_winograd():
 def test_set_winograd_min_channels_refuses_bad_values(bad):
     with pytest.raises(ValueError, match="set_winograd_min_channels"):
         layers.set_winograd_min_channels(bad)
+
+
+@given(geometries(), st.sampled_from([0, 1, 2]), st.integers(0, 2 ** 32 - 1))
+def test_training_forward_and_backward_equal_plain_loops(geometry, activation, seed):
+    x, w, b, pads = _case(geometry, seed)
+    y, logits, cache = winograd.winograd_forward(x, w, b, pads, activation)
+    z_ref = reference.conv2d_forward(x, w, b, (1, 1), geometry[1])
+    np.testing.assert_allclose(logits if activation == 2 else y,
+                               z_ref if activation != 1 else np.maximum(z_ref, 0),
+                               rtol=1e-10, atol=1e-10)
+    dz = np.random.default_rng(seed + 1).standard_normal(y.shape)
+    dx, dw, db = winograd.winograd_backward(dz, cache, from_logits=True)   # dz is dL/dZ
+    dx_ref, dw_ref, db_ref = reference.conv2d_backward(x, w, dz, (1, 1), geometry[1])
+    np.testing.assert_allclose(dx, dx_ref, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(dw, dw_ref, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(db, db_ref, rtol=1e-10, atol=1e-10)
+
+
+@given(geometries(), st.integers(0, 2 ** 32 - 1))
+def test_each_backward_transform_is_the_adjoint_of_its_forward(geometry, seed):
+    # <T(a), b> == <a, T*(b)> for the input and the output transforms.
+    x, _, _, pads = _case(geometry, seed)
+    rng = np.random.default_rng(seed)
+    n, h, w, c = x.shape
+    h_out, w_out = h + pads[0] + pads[1] - 2, w + pads[2] + pads[3] - 2
+    tiles_h, tiles_w = winograd.tiles(h_out, w_out)
+    t = n * tiles_h * tiles_w
+    v = winograd._winograd_input(x, pads[0], pads[2], tiles_h, tiles_w, np.empty((16, t, c)))
+    d = rng.standard_normal(v.shape)
+    back = winograd._winograd_input_adjoint(d, pads[0], pads[2], tiles_h, tiles_w, np.zeros(x.shape))
+    assert np.sum(v * d) == pytest.approx(np.sum(x * back), rel=1e-10, abs=1e-10)
+    m = rng.standard_normal((16, t, c))
+    y = np.empty((n, h_out, w_out, c))
+    winograd._winograd_output(m, np.zeros(c), 0, tiles_h, tiles_w, y, y, False)
+    dz = rng.standard_normal(y.shape)
+    dm = winograd._winograd_output_adjoint(dz, tiles_h, tiles_w, np.empty_like(m))
+    assert np.sum(y * dz) == pytest.approx(np.sum(m * dm), rel=1e-10, abs=1e-10)
+
+
+@given(geometries(), st.sampled_from(["linear", "relu", "sigmoid"]), st.integers(0, 2 ** 32 - 1))
+def test_conv2d_by_winograd_passes_the_gradient_check(geometry, activation, seed):
+    from minicnn import gradcheck
+
+    x_shape, padding, c_out = geometry
+    x = np.random.default_rng(seed).standard_normal(x_shape)
+    previous = layers.set_winograd_min_channels(1)
+    try:
+        layer = layers.Conv2D(c_out, 3, padding=padding, activation=activation)
+        result = gradcheck.check_layer(layer, x, seed=seed % 1000)
+    finally:
+        layers.set_winograd_min_channels(previous)
+    assert result.max_error < 1e-6, result
+
+
+def test_training_steps_with_and_without_winograd_agree():
+    # float32 training, as the lecture's: the two algorithms differ only by rounding.
+    def train(min_channels):
+        previous = layers.set_winograd_min_channels(min_channels)
+        try:
+            model = Sequential([
+                layers.Conv2D(8, 3, activation="relu", input_shape=(14, 14, 3)),
+                layers.Conv2D(8, 3, padding="same", activation="relu"), layers.MaxPooling2D(2),
+                layers.Conv2D(4, 3, activation="relu"),
+                layers.Flatten(), layers.Dense(1, activation="sigmoid")], seed=5)
+            model.compile("rmsprop", "binary_crossentropy", ["acc"])
+            rng = np.random.default_rng(2)
+            x = rng.random((6, 14, 14, 3), dtype=np.float32)
+            y = rng.integers(0, 2, 6).astype(np.float32)
+            losses = [model.train_on_batch(x, y)[0] for _ in range(3)]
+            return losses, model.get_weights()
+        finally:
+            layers.set_winograd_min_channels(previous)
+
+    losses, weights = train(1)
+    losses_ref, weights_ref = train(None)
+    np.testing.assert_allclose(losses, losses_ref, rtol=1e-5)
+    for got, expected in zip(weights, weights_ref):
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6)

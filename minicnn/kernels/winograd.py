@@ -21,14 +21,23 @@ position xi of the 4x4 transformed tile:
     M[xi]       = V[xi] @ U[xi]                (T, C_in) @ (C_in, C_out): one np.matmul of 16
     Y_tile(t, o) = A^T M[:, t, o] A + b[o],    then the activation
 
+The backward runs the same steps transposed (each transform's adjoint), from dZ = act'(dY):
+
+    dM[:, t, o]  = A dZ_tile(t, o) A^T         (zeros outside the output)
+    dU[xi]       = V[xi]^T @ dM[xi]            dW = G^T dU G
+    dV[xi]       = dM[xi] @ U[xi]^T            dX += B dV_tile B^T  (tiles overlap by 2)
+
 Tile t = (n, ti, tj) reads input rows 2*ti - P_top .. 2*ti - P_top + 3 (zeros outside X)
 and writes output rows 2*ti, 2*ti + 1 (the part inside the output). The transforms have
 entries 0, +-1 and +-1/2, so float32 results differ from im2col's only by rounding.
 """
+from typing import NamedTuple
+
 import numpy as np
 from numba import njit, prange
 
 from minicnn.kernels.elementwise import activate as _activate
+from minicnn.kernels.elementwise import activation_backward_and_bias_grad
 from minicnn.kernels.geometry import window_output_size
 
 # B^T, G and A^T above, for the NumPy twin and the kernel transform.
@@ -60,6 +69,18 @@ def _bt(d0, d1, d2, d3):
 def _at(m0, m1, m2, m3):
     """A^T applied to four values along one axis of a tile."""
     return m0 + m1 + m2, m1 - m2 - m3
+
+
+@njit(inline="always")
+def _b(e0, e1, e2, e3):
+    """B (the adjoint of B^T) applied to four values along one axis of a tile."""
+    return e0, e1 - e2 + e3, e1 + e2 - e0, -e3
+
+
+@njit(inline="always")
+def _a(z0, z1):
+    """A (the adjoint of A^T) applied to two values along one axis of a tile."""
+    return z0, z0 + z1, z0 - z1, -z1
 
 
 @njit(parallel=True, cache=True, nogil=True)
@@ -128,6 +149,144 @@ def _winograd_output(m, bias, code, tiles_h, tiles_w, y, logits, keep_logits):
                 if i0 + 1 < h_out:
                     _store_row(y, logits, keep_logits, code, img, i0 + 1, j0, ch, z10 + b, z11 + b)
     return y
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def _winograd_output_adjoint(dz, tiles_h, tiles_w, dm):
+    n, h_out, w_out, c = dz.shape
+    for r in prange(n * tiles_h):
+        img = r // tiles_h
+        ti = r % tiles_h
+        i0 = 2 * ti
+        for tj in range(tiles_w):
+            t = r * tiles_w + tj
+            j0 = 2 * tj
+            bottom = i0 + 1 < h_out
+            right = j0 + 1 < w_out
+            for ch in range(c):
+                z00 = dz[img, i0, j0, ch]
+                z01 = dz[img, i0, j0 + 1, ch] if right else 0.0
+                z10 = dz[img, i0 + 1, j0, ch] if bottom else 0.0
+                z11 = dz[img, i0 + 1, j0 + 1, ch] if bottom and right else 0.0
+                # A dZ: each column v
+                c00, c10, c20, c30 = _a(z00, z10)
+                c01, c11, c21, c31 = _a(z01, z11)
+                # (A dZ) A^T: each row a
+                dm[0, t, ch], dm[1, t, ch], dm[2, t, ch], dm[3, t, ch] = _a(c00, c01)
+                dm[4, t, ch], dm[5, t, ch], dm[6, t, ch], dm[7, t, ch] = _a(c10, c11)
+                dm[8, t, ch], dm[9, t, ch], dm[10, t, ch], dm[11, t, ch] = _a(c20, c21)
+                dm[12, t, ch], dm[13, t, ch], dm[14, t, ch], dm[15, t, ch] = _a(c30, c31)
+    return dm
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def _winograd_input_adjoint(dv, pad_top, pad_left, tiles_h, tiles_w, dx):
+    # Tiles of rows ti and ti + 1 overlap by two input rows, so even rows of tiles run
+    # first and odd rows second: within a pass no two tasks touch the same element.
+    n, h, w, c = dx.shape
+    for parity in range(2):
+        rows_in_pass = (tiles_h - parity + 1) // 2
+        for r in prange(n * rows_in_pass):
+            img = r // rows_in_pass
+            ti = 2 * (r % rows_in_pass) + parity
+            e = np.empty((16, c), dtype=dx.dtype)     # B dV B^T of one tile, all channels
+            for tj in range(tiles_w):
+                t = (img * tiles_h + ti) * tiles_w + tj
+                for ch in range(c):
+                    # B dV: each column b
+                    c00, c10, c20, c30 = _b(dv[0, t, ch], dv[4, t, ch], dv[8, t, ch], dv[12, t, ch])
+                    c01, c11, c21, c31 = _b(dv[1, t, ch], dv[5, t, ch], dv[9, t, ch], dv[13, t, ch])
+                    c02, c12, c22, c32 = _b(dv[2, t, ch], dv[6, t, ch], dv[10, t, ch], dv[14, t, ch])
+                    c03, c13, c23, c33 = _b(dv[3, t, ch], dv[7, t, ch], dv[11, t, ch], dv[15, t, ch])
+                    # (B dV) B^T: each row a
+                    e[0, ch], e[1, ch], e[2, ch], e[3, ch] = _b(c00, c01, c02, c03)
+                    e[4, ch], e[5, ch], e[6, ch], e[7, ch] = _b(c10, c11, c12, c13)
+                    e[8, ch], e[9, ch], e[10, ch], e[11, ch] = _b(c20, c21, c22, c23)
+                    e[12, ch], e[13, ch], e[14, ch], e[15, ch] = _b(c30, c31, c32, c33)
+                for a in range(4):
+                    ih = 2 * ti - pad_top + a
+                    if ih < 0 or ih >= h:
+                        continue
+                    for b in range(4):
+                        iw = 2 * tj - pad_left + b
+                        if 0 <= iw < w:
+                            for ch in range(c):
+                                dx[img, ih, iw, ch] += e[4 * a + b, ch]
+    return dx
+
+
+def winograd_kernel_adjoint(du, kernel_shape):
+    """dW = G^T dU G: the kernel gradient from dU (16, C_in, C_out), shape (3, 3, C_in, C_out)."""
+    g = G.astype(du.dtype)
+    d = du.reshape(4, 4, *du.shape[1:])
+    dw = np.tensordot(g, d, axes=(0, 0))                       # (3, 4, C_in, C_out) = G^T dU
+    dw = np.tensordot(g, dw, axes=(0, 1))                      # (3, 3, C_in, C_out): [q, p]
+    return np.ascontiguousarray(dw.transpose(1, 0, 2, 3)).reshape(kernel_shape)
+
+
+class WinogradCache(NamedTuple):
+    v: np.ndarray               # (16, T, C_in), the transformed input tiles
+    kernel: np.ndarray          # (3, 3, C_in, C_out)
+    kernel_u: np.ndarray        # (16, C_in, C_out)
+    y: np.ndarray               # (N, H_out, W_out, C_out), the activated output
+    x_shape: tuple
+    pads: tuple
+    activation: int
+
+
+def winograd_forward(x, kernel, bias, pads, activation=0, v_out=None, m_out=None):
+    """Forward for training: returns (y, logits, cache), logits as conv2d_forward's (Z after
+    a sigmoid, else None). v_out, m_out: optional workspaces of V's and M's shapes (the
+    cache keeps v_out; M is free again once y is written)."""
+    n, h, w, c_in = x.shape
+    c_out = kernel.shape[3]
+    h_out = window_output_size(h, 3, 1, pads[0], pads[1])
+    w_out = window_output_size(w, 3, 1, pads[2], pads[3])
+    tiles_h, tiles_w = tiles(h_out, w_out)
+    t = n * tiles_h * tiles_w
+    v = _workspace(v_out, (16, t, c_in), x.dtype)
+    m = _workspace(m_out, (16, t, c_out), x.dtype)
+    u = winograd_kernel(kernel)
+    _winograd_input(np.ascontiguousarray(x), pads[0], pads[2], tiles_h, tiles_w, v)
+    np.matmul(v, u, out=m)                                  # the 16 products, one call
+    b = bias if bias is not None else np.zeros(c_out, dtype=x.dtype)
+    keep_logits = activation == 2
+    y = np.empty((n, h_out, w_out, c_out), dtype=x.dtype)
+    logits = np.empty_like(y) if keep_logits else y
+    _winograd_output(m, b, activation, tiles_h, tiles_w, y, logits, keep_logits)
+    cache = WinogradCache(v, kernel, u, y, x.shape, tuple(pads), activation)
+    return y, (logits if keep_logits else None), cache
+
+
+def winograd_backward(dy, cache: WinogradCache, need_dx=True, need_dw=True, need_db=True,
+                      from_logits=False, dm_out=None, dz_out=None):
+    """Returns (dX, dW, db) as conv2d_backward. dV is written over the cache's V (dU has
+    been taken from it by then), so the cache is spent. dm_out: optional workspace of
+    M's shape; dz_out: of shape (N*H_out*W_out, C_out)."""
+    c_out = cache.kernel.shape[3]
+    dy2d = np.ascontiguousarray(dy).reshape(-1, c_out)
+    code = 0 if from_logits else cache.activation
+    dz, db = activation_backward_and_bias_grad(dy2d, cache.y.reshape(-1, c_out), code, out=dz_out)
+    v = cache.v
+    tiles_h, tiles_w = tiles(*cache.y.shape[1:3])
+    dm = _workspace(dm_out, (16, v.shape[1], c_out), dy.dtype)
+    _winograd_output_adjoint(dz.reshape(cache.y.shape), tiles_h, tiles_w, dm)
+    dw = None
+    if need_dw:
+        du = np.empty_like(cache.kernel_u)
+        for xi in range(16):                    # (numpy's stacked matmul is slow on V^T)
+            np.matmul(v[xi].T, dm[xi], out=du[xi])
+        dw = winograd_kernel_adjoint(du, cache.kernel.shape)
+    dx = None
+    if need_dx:
+        dv = np.matmul(dm, cache.kernel_u.transpose(0, 2, 1), out=v)
+        dx = np.zeros(cache.x_shape, dtype=dy.dtype)
+        _winograd_input_adjoint(dv, cache.pads[0], cache.pads[2], tiles_h, tiles_w, dx)
+    return dx, dw, (db if need_db else None)
+
+
+def _workspace(out, shape, dtype):
+    return out if out is not None and out.shape == shape and out.dtype == dtype else np.empty(shape, dtype)
 
 
 def winograd_workspace_per_image(h_out, w_out, c_in, c_out, itemsize):

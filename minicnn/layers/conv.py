@@ -2,15 +2,16 @@
 from __future__ import annotations
 
 from minicnn.kernels import conv2d_backward, conv2d_forward, conv2d_inference
-from minicnn.kernels.conv import WINOGRAD_MIN_CHANNELS
+from minicnn.kernels.conv import WINOGRAD_MIN_CHANNELS, uses_winograd
+from minicnn.kernels.winograd import WinogradCache, winograd_backward, winograd_forward
 from minicnn.layers.base import KernelLayer, reuse
 from minicnn.shapes import normalize_padding, normalize_tuple, window_2d
 
 # At inference a Conv2D runs its batch in micro-batches whose im2col matrix stays under
 # this many bytes (set_workspace_limit); training keeps the whole batch's matrix for dW.
 _workspace_limit = 256 * 2 ** 20
-# ... and computes 3x3 stride-1 kernels with at least this many input channels by
-# Winograd's F(2x2, 3x3) (set_winograd_min_channels).
+# 3x3 stride-1 kernels with at least this many input channels are computed by Winograd's
+# F(2x2, 3x3), in training and at inference (set_winograd_min_channels).
 _winograd_min_channels = WINOGRAD_MIN_CHANNELS
 
 
@@ -27,7 +28,7 @@ def set_workspace_limit(nbytes) -> int:
 
 
 def set_winograd_min_channels(channels) -> int:
-    """Inference computes 3x3 stride-1 Conv2Ds with at least this many input channels by
+    """3x3 stride-1 Conv2Ds with at least this many input channels are computed by
     Winograd's F(2x2, 3x3) instead of im2col (None: never). Returns the previous value."""
     global _winograd_min_channels
     if channels is not None and (isinstance(channels, bool) or not isinstance(channels, int)
@@ -56,8 +57,8 @@ class Conv2D(KernelLayer):
         cols = im2col(X)  (N*H_out*W_out, K_h*K_w*C_in);   Z = cols @ W_2d + b
     Forward caches cols, W and Y. Backward, with dZ = act'(dY):
         dW = cols^T @ dZ,   db = sum_{n,i,j} dZ,   dX = col2im(dZ @ W_2d^T)
-    At inference, 3x3 stride-1 kernels over enough channels take Winograd's F(2x2, 3x3)
-    instead (minicnn.kernels.winograd): the same Z, with 2.25x fewer multiply-adds.
+    3x3 stride-1 kernels over enough input channels take Winograd's F(2x2, 3x3) instead
+    (minicnn.kernels.winograd): the same Z and gradients, with 2.25x fewer multiply-adds.
     """
 
     def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid", activation=None,
@@ -72,6 +73,7 @@ class Conv2D(KernelLayer):
         self.padding = normalize_padding(padding, label)
         self._cols = None          # im2col workspace, reused from one training step to the next
         self._dz = None            # dL/dZ workspace of backward
+        self._v = self._m = None   # Winograd's V and M (then dM) workspaces, the same way
 
     def compute_output_shape(self, input_shape):
         self._require_rank(input_shape, 4, "(N, H, W, C_in)")
@@ -96,6 +98,13 @@ class Conv2D(KernelLayer):
                                                max_workspace=_workspace_limit,
                                                winograd_min_channels=_winograd_min_channels)
             return y
+        if uses_winograd(self.kernel.shape, self.strides, self._activation_code,
+                         _winograd_min_channels):
+            y, self._logits, self._cache = winograd_forward(
+                x, self.kernel, self.bias, self._pads, self._activation_code,
+                v_out=self._v, m_out=self._m)
+            self._v = self._cache.v
+            return y
         y, self._logits, self._cache = conv2d_forward(
             x, self.kernel, self.bias, self.strides, self._pads, self._activation_code,
             keep_cache=True, cols_out=self._cols)
@@ -105,11 +114,20 @@ class Conv2D(KernelLayer):
     def _backward(self, dy, need_dx, from_logits):
         cache = self._require_cache()
         train = self.trainable
-        self._dz = reuse(self._dz, (cache.cols.shape[0], self.filters), cache.y.dtype)
-        # The cache is freed here, so its im2col matrix can take dZ @ W^T once dW is done.
-        dx, dw, db = conv2d_backward(dy, cache, need_dx=need_dx, need_dw=train,
-                                     need_db=train and self.use_bias, from_logits=from_logits,
-                                     dcols_out=cache.cols, dz_out=self._dz)
+        self._dz = reuse(self._dz, (cache.y.size // self.filters, self.filters), cache.y.dtype)
+        # The cache is freed here, so its im2col matrix (or V) can take dZ @ W^T once dW
+        # is done.
+        if isinstance(cache, WinogradCache):
+            self._m = reuse(self._m, (16, cache.v.shape[1], self.filters), cache.y.dtype)
+            dx, dw, db = winograd_backward(dy, cache, need_dx=need_dx, need_dw=train,
+                                           need_db=train and self.use_bias,
+                                           from_logits=from_logits, dm_out=self._m,
+                                           dz_out=self._dz)
+        else:
+            dx, dw, db = conv2d_backward(dy, cache, need_dx=need_dx, need_dw=train,
+                                         need_db=train and self.use_bias,
+                                         from_logits=from_logits, dcols_out=cache.cols,
+                                         dz_out=self._dz)
         self._set_grads(dw, db)
         return dx
 
