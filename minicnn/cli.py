@@ -152,7 +152,12 @@ def cmd_train(args) -> int:
                      validation_steps=args.validation_steps, learning_rate=args.lr)
     run = flows.resolve("augment" if args.augment else "scratch", args.data, args.out,
                         overrides, args.seed)
-    flows.run_flow(run)
+    try:
+        flows.run_flow(run)
+    except flows.Interrupted as stop:
+        print(f"\n{stop} ('minicnn lecture {run.flow.name} --resume' continues such runs)",
+              file=sys.stderr)
+        return 130
     return 0
 
 
@@ -281,8 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "lecture", help="run the lecture's training flows (scratch ... finetune, or all)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Run one of the lecture's five training flows with its exact settings, "
-                    "or all five in order:",
+        description="Run one of the lecture's five training flows with its exact settings "
+                    "(below), or all five in order.",
         epilog="""\
 flows (the lecture's settings; 150x150 images, rescale 1/255, RMSprop, binary cross-entropy):
   scratch           CNN from scratch: batch 20, 100 steps x 30 epochs, validation 50 steps,
@@ -305,17 +310,20 @@ pass each, as a quick demo. The VGG16 flows need the ImageNet weights: minicnn w
 Ctrl-C keeps the finished epochs; --resume continues from the checkpoint.""")
     p.add_argument("flow", choices=["scratch", "augment", "features", "features-augment",
                                     "finetune", "all"], help="which flow, or all five in order")
-    p.add_argument("--data", help="folder with train/ and validation/ (and test/), each with "
+    p.add_argument("--data", metavar="DIR",
+                   help="folder with train/ and validation/ (and test/), each with "
                                   "one subfolder per class (default: the bundled sample)")
-    p.add_argument("--epochs", type=_positive_int, help="epochs (default: the flow's)")
-    p.add_argument("--steps-per-epoch", type=_positive_int,
+    p.add_argument("--epochs", type=_positive_int, metavar="N",
+                   help="epochs (default: the flow's)")
+    p.add_argument("--steps-per-epoch", type=_positive_int, metavar="N",
                    help="training batches per epoch (default: the flow's)")
-    p.add_argument("--validation-steps", type=_positive_int,
+    p.add_argument("--validation-steps", type=_positive_int, metavar="N",
                    help="validation batches per epoch (default: the flow's)")
-    p.add_argument("--batch-size", type=_positive_int, help="batch size (default: the flow's)")
-    p.add_argument("--seed", type=_seed, default=0,
+    p.add_argument("--batch-size", type=_positive_int, metavar="N",
+                   help="batch size (default: the flow's)")
+    p.add_argument("--seed", type=_seed, default=0, metavar="S",
                    help="seed of weights, shuffling, augmentation and dropout (default 0)")
-    p.add_argument("--out", default=os.path.join("runs", "lecture"),
+    p.add_argument("--out", default=os.path.join("runs", "lecture"), metavar="DIR",
                    help="output root; each flow writes OUT/FLOW/ (default runs/lecture)")
     p.add_argument("--resume", action="store_true",
                    help="continue from OUT/FLOW/model.h5 (same settings; --epochs may grow)")
