@@ -32,6 +32,8 @@ Two phases, each timed per framework on one fixed random batch (batch 20 by defa
 The frameworks:
 
     minicnn            this repository (NumPy + Numba)
+    minicnn-im2col     the same with Winograd's F(2x2, 3x3) turned off: every convolution
+                       by im2col, as before Winograd (what it gains, measured side by side)
     keras-onednn-off   Keras 3 on TensorFlow CPU, TF_ENABLE_ONEDNN_OPTS=0
     keras-onednn-on    Keras 3 on TensorFlow CPU, TF_ENABLE_ONEDNN_OPTS=1
     torch              PyTorch CPU, a hand-built VGG16 (no torchvision) in channels_last,

@@ -71,6 +71,8 @@ DATA_SEED = 1234
 
 FRAMEWORKS = {                          # name -> (worker kind, extra environment)
     "minicnn": ("minicnn", {}),
+    # minicnn with every convolution by im2col (Winograd's F(2x2, 3x3) off): what it gains
+    "minicnn-im2col": ("minicnn", {"BENCH_MINICNN_WINOGRAD": "off"}),
     "keras-onednn-off": ("keras", {"TF_ENABLE_ONEDNN_OPTS": "0"}),
     "keras-onednn-on": ("keras", {"TF_ENABLE_ONEDNN_OPTS": "1"}),
     "torch": ("torch", {}),
@@ -84,9 +86,13 @@ def log(msg):
 
 # ----------------------------------------------------------------------------- worker side
 def import_minicnn_from_repo():
-    """Make `import minicnn` find this checkout, installed or not."""
+    """Make `import minicnn` find this checkout, installed or not; with
+    BENCH_MINICNN_WINOGRAD=off (the minicnn-im2col worker) turn Winograd's convolution off."""
     if REPO not in sys.path:
         sys.path.insert(0, REPO)
+    if os.environ.get("BENCH_MINICNN_WINOGRAD") == "off":
+        from minicnn import layers
+        layers.set_winograd_min_channels(None)
 
 
 def protocol_channel():
@@ -189,7 +195,9 @@ def numba_threads(numba):
         layer = numba.threading_layer()
     except ValueError:                      # no parallel kernel has run yet
         layer = "not initialised"
-    return {"numba_threads": numba.config.NUMBA_NUM_THREADS, "numba_threading_layer": layer}
+    from minicnn.layers import conv
+    return {"numba_threads": numba.config.NUMBA_NUM_THREADS, "numba_threading_layer": layer,
+            "winograd_min_channels": conv._winograd_min_channels}
 
 
 def onednn_enabled():
