@@ -12,35 +12,20 @@ lr 1e-4, 50 validation steps. For a quick look:
 Writes into --out: cats_and_dogs_small_1.h5 (the model, as the lecture saves it),
 history.json, history.png (the lecture's loss and accuracy curves) and test.json.
 """
-import argparse
-import json
 import os
 
 import minicnn as mc
-from minicnn import datasets, layers, optimizers
+from minicnn import layers, optimizers
 from minicnn.preprocessing.image import ImageDataGenerator, generator_next
 
-parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-parser.add_argument("--data", default=os.environ.get("MINICNN_DATA", "~/Downloads/cats_and_dogs_small"),
-                    help="the lecture's cats_and_dogs_small folder, or 'sample' (default: "
-                         "$MINICNN_DATA, else ~/Downloads/cats_and_dogs_small)")
-parser.add_argument("--epochs", type=int, default=30)
-parser.add_argument("--steps-per-epoch", type=int, default=100)
-parser.add_argument("--batch-size", type=int, default=20)
-parser.add_argument("--validation-steps", type=int, default=50)
-parser.add_argument("--test-steps", type=int, default=50,
-                    help="batches of test/ to evaluate at the end (0: none)")
-parser.add_argument("--out", default="runs/1_cnn_from_scratch", help="output folder")
-parser.add_argument("--seed", type=int, default=None, help="makes the run repeatable")
+import _common                                      # the command line, folders and output files
+
+parser = _common.lecture_parser(__doc__)
+_common.add_schedule_options(parser, epochs=30, batch_size=20)
+_common.add_output_options(parser, "runs/1_cnn_from_scratch")
 args = parser.parse_args()
 
-base_dir = str(datasets.sample_dir()) if args.data == "sample" else os.path.expanduser(args.data)
-train_dir = os.path.join(base_dir, "train")
-validation_dir = os.path.join(base_dir, "validation")
-test_dir = os.path.join(base_dir, "test")
-if not os.path.isdir(train_dir) or not os.path.isdir(validation_dir):
-    parser.error(f"--data {base_dir} needs train/ and validation/ folders with cats/ and dogs/ "
-                 f"(make them with `minicnn data split`, or use --data sample)")
+train_dir, validation_dir, test_dir = _common.data_folders(parser, args.data)
 os.makedirs(args.out, exist_ok=True)
 
 # --- The network: alternating layer_conv_2d (relu) and layer_max_pooling_2d, one pair more
@@ -103,18 +88,12 @@ history = model.fit(
 model.save(os.path.join(args.out, "cats_and_dogs_small_1.h5"))
 
 # --- The loss and accuracy curves, training vs validation: the model overfits.
-history.save(os.path.join(args.out, "history.json"))
-try:
-    history.plot(os.path.join(args.out, "history.png"), title="CNN from scratch")
-except ImportError as error:                        # matplotlib is an optional extra
-    print(f"no plot: {error}")
+_common.save_history(history, args.out, "CNN from scratch")
 
 # --- Accuracy on the test images (the book evaluates the model on test/ at the end).
 if args.test_steps > 0 and os.path.isdir(test_dir):
     test_generator = ImageDataGenerator(rescale=1 / 255).flow_from_directory(
         test_dir, target_size=(150, 150), batch_size=args.batch_size, class_mode="binary")
     test_loss, test_acc = model.evaluate(test_generator, steps=args.test_steps, verbose=0)
-    print(f"test: loss {test_loss:.4f}, acc {test_acc:.4f}")
-    with open(os.path.join(args.out, "test.json"), "w") as f:
-        json.dump({"loss": test_loss, "acc": test_acc}, f)
+    _common.save_test_result(args.out, test_loss, test_acc, "acc")
 print(f"wrote {args.out}")

@@ -13,36 +13,21 @@ RMSprop with lr 1e-4, 50 validation steps. For a quick look:
 Writes into --out: augmented.png (four random versions of one training cat),
 cats_and_dogs_small_2.h5, history.json, history.png and test.json.
 """
-import argparse
-import json
 import os
 
 import minicnn as mc
-from minicnn import datasets, layers, optimizers
+from minicnn import layers, optimizers
 from minicnn.plotting import plot_image_grid
 from minicnn.preprocessing.image import ImageDataGenerator, generator_next, img_to_array, load_img
 
-parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-parser.add_argument("--data", default=os.environ.get("MINICNN_DATA", "~/Downloads/cats_and_dogs_small"),
-                    help="the lecture's cats_and_dogs_small folder, or 'sample' (default: "
-                         "$MINICNN_DATA, else ~/Downloads/cats_and_dogs_small)")
-parser.add_argument("--epochs", type=int, default=100)
-parser.add_argument("--steps-per-epoch", type=int, default=100)
-parser.add_argument("--batch-size", type=int, default=32)
-parser.add_argument("--validation-steps", type=int, default=50)
-parser.add_argument("--test-steps", type=int, default=50,
-                    help="batches of test/ to evaluate at the end (0: none)")
-parser.add_argument("--out", default="runs/2_data_augmentation", help="output folder")
-parser.add_argument("--seed", type=int, default=None, help="makes the run repeatable")
+import _common                                      # the command line, folders and output files
+
+parser = _common.lecture_parser(__doc__)
+_common.add_schedule_options(parser, epochs=100, batch_size=32)
+_common.add_output_options(parser, "runs/2_data_augmentation")
 args = parser.parse_args()
 
-base_dir = str(datasets.sample_dir()) if args.data == "sample" else os.path.expanduser(args.data)
-train_dir = os.path.join(base_dir, "train")
-validation_dir = os.path.join(base_dir, "validation")
-test_dir = os.path.join(base_dir, "test")
-if not os.path.isdir(train_dir) or not os.path.isdir(validation_dir):
-    parser.error(f"--data {base_dir} needs train/ and validation/ folders with cats/ and dogs/ "
-                 f"(make them with `minicnn data split`, or use --data sample)")
+train_dir, validation_dir, test_dir = _common.data_folders(parser, args.data)
 os.makedirs(args.out, exist_ok=True)
 
 # --- Data augmentation: a random transformation of every image, every time it is drawn.
@@ -127,18 +112,12 @@ history = model.fit(
 model.save(os.path.join(args.out, "cats_and_dogs_small_2.h5"))
 
 # --- The curves: training and validation now stay together (about 82 % in the lecture).
-history.save(os.path.join(args.out, "history.json"))
-try:
-    history.plot(os.path.join(args.out, "history.png"), title="CNN + data augmentation")
-except ImportError as error:
-    print(f"no plot: {error}")
+_common.save_history(history, args.out, "CNN + data augmentation")
 
 # --- Accuracy on the test images.
 if args.test_steps > 0 and os.path.isdir(test_dir):
     test_generator = test_datagen.flow_from_directory(
         test_dir, target_size=(150, 150), batch_size=args.batch_size, class_mode="binary")
     test_loss, test_acc = model.evaluate(test_generator, steps=args.test_steps, verbose=0)
-    print(f"test: loss {test_loss:.4f}, acc {test_acc:.4f}")
-    with open(os.path.join(args.out, "test.json"), "w") as f:
-        json.dump({"loss": test_loss, "acc": test_acc}, f)
+    _common.save_test_result(args.out, test_loss, test_acc, "acc")
 print(f"wrote {args.out}")

@@ -15,38 +15,28 @@ The conv base is the expensive part (about 0.1 s per image on a small CPU). For 
 Writes into --out: features.npz (the features and labels of each folder), history.json,
 history.png and test.json.
 """
-import argparse
-import json
 import os
 
 import numpy as np
 
 import minicnn as mc
-from minicnn import datasets, layers, optimizers
+from minicnn import layers, optimizers
 from minicnn.applications import VGG16
 from minicnn.preprocessing.image import ImageDataGenerator, generator_next
 
-parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-parser.add_argument("--data", default=os.environ.get("MINICNN_DATA", "~/Downloads/cats_and_dogs_small"),
-                    help="the lecture's cats_and_dogs_small folder, or 'sample' (default: "
-                         "$MINICNN_DATA, else ~/Downloads/cats_and_dogs_small)")
+import _common                                      # the command line, folders and output files
+
+parser = _common.lecture_parser(__doc__)
 parser.add_argument("--epochs", type=int, default=30)
 parser.add_argument("--batch-size", type=int, default=20)
 parser.add_argument("--steps-per-epoch", type=int, default=None,
                     help="batches per epoch (default: all the training features)")
 parser.add_argument("--max-images", type=int, default=None,
                     help="extract at most this many images per folder (default: all)")
-parser.add_argument("--out", default="runs/3_feature_extraction", help="output folder")
-parser.add_argument("--seed", type=int, default=None, help="makes the run repeatable")
+_common.add_output_options(parser, "runs/3_feature_extraction")
 args = parser.parse_args()
 
-base_dir = str(datasets.sample_dir()) if args.data == "sample" else os.path.expanduser(args.data)
-train_dir = os.path.join(base_dir, "train")
-validation_dir = os.path.join(base_dir, "validation")
-test_dir = os.path.join(base_dir, "test")
-if not os.path.isdir(train_dir) or not os.path.isdir(validation_dir):
-    parser.error(f"--data {base_dir} needs train/ and validation/ folders with cats/ and dogs/ "
-                 f"(make them with `minicnn data split`, or use --data sample)")
+train_dir, validation_dir, test_dir = _common.data_folders(parser, args.data)
 os.makedirs(args.out, exist_ok=True)
 
 # --- The VGG16 conv base, trained on ImageNet: weights from ImageNet, no densely connected
@@ -136,17 +126,11 @@ history = model.fit(
 )
 
 # --- The curves: about 90 % validation accuracy in the lecture, overfitting from the start.
-history.save(os.path.join(args.out, "history.json"))
-try:
-    history.plot(os.path.join(args.out, "history.png"), title="VGG16 features + dense classifier")
-except ImportError as error:                        # matplotlib is an optional extra
-    print(f"no plot: {error}")
+_common.save_history(history, args.out, "VGG16 features + dense classifier")
 
 # --- Accuracy on the test features.
 if "test" in splits:
     test_loss, test_acc = model.evaluate(test["features"], test["labels"], batch_size=batch_size,
                                          verbose=0)
-    print(f"test: loss {test_loss:.4f}, accuracy {test_acc:.4f}")
-    with open(os.path.join(args.out, "test.json"), "w") as f:
-        json.dump({"loss": test_loss, "accuracy": test_acc}, f)
+    _common.save_test_result(args.out, test_loss, test_acc, "accuracy")
 print(f"wrote {args.out}")

@@ -22,48 +22,25 @@ For a quick look:
 Writes into --out: history_head.json and history_head.png (step 3), history.json and
 history.png (step 5), test.json.
 """
-import argparse
-import json
 import os
 
 import minicnn as mc
-from minicnn import datasets, layers, optimizers
+from minicnn import layers, optimizers
 from minicnn.applications import VGG16
 from minicnn.preprocessing.image import ImageDataGenerator
 
-parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-parser.add_argument("--data", default=os.environ.get("MINICNN_DATA", "~/Downloads/cats_and_dogs_small"),
-                    help="the lecture's cats_and_dogs_small folder, or 'sample' (default: "
-                         "$MINICNN_DATA, else ~/Downloads/cats_and_dogs_small)")
+import _common                                      # the command line, folders and output files
+
+parser = _common.lecture_parser(__doc__)
 parser.add_argument("--head-epochs", type=int, default=30,
                     help="epochs of step 3, the classifier alone on the frozen base")
-parser.add_argument("--epochs", type=int, default=100, help="epochs of step 5, fine-tuning")
-parser.add_argument("--steps-per-epoch", type=int, default=100)
-parser.add_argument("--batch-size", type=int, default=20)
-parser.add_argument("--validation-steps", type=int, default=50)
-parser.add_argument("--test-steps", type=int, default=50,
-                    help="batches of test/ to evaluate at the end (0: none)")
-parser.add_argument("--out", default="runs/5_fine_tuning", help="output folder")
-parser.add_argument("--seed", type=int, default=None, help="makes the run repeatable")
+_common.add_schedule_options(parser, epochs=100, batch_size=20,
+                             epochs_help="epochs of step 5, fine-tuning")
+_common.add_output_options(parser, "runs/5_fine_tuning")
 args = parser.parse_args()
 
-base_dir = str(datasets.sample_dir()) if args.data == "sample" else os.path.expanduser(args.data)
-train_dir = os.path.join(base_dir, "train")
-validation_dir = os.path.join(base_dir, "validation")
-test_dir = os.path.join(base_dir, "test")
-if not os.path.isdir(train_dir) or not os.path.isdir(validation_dir):
-    parser.error(f"--data {base_dir} needs train/ and validation/ folders with cats/ and dogs/ "
-                 f"(make them with `minicnn data split`, or use --data sample)")
+train_dir, validation_dir, test_dir = _common.data_folders(parser, args.data)
 os.makedirs(args.out, exist_ok=True)
-
-
-def save_history(history, name, title):
-    history.save(os.path.join(args.out, f"{name}.json"))
-    try:
-        history.plot(os.path.join(args.out, f"{name}.png"), title=title)
-    except ImportError as error:                    # matplotlib is an optional extra
-        print(f"no plot: {error}")
-
 
 # --- The data, as in flow 4: augmented training images, plain validation images.
 train_datagen = ImageDataGenerator(
@@ -110,7 +87,8 @@ history_head = model.fit(
     validation_data=validation_generator,
     validation_steps=args.validation_steps,
 )
-save_history(history_head, "history_head", "step 3: the classifier on the frozen VGG16 base")
+_common.save_history(history_head, args.out, "step 3: the classifier on the frozen VGG16 base",
+                     name="history_head")
 
 # --- Step 4: unfreeze the top of the conv base, block5 (its three convolutions); blocks 1-4
 # stay frozen: they hold the generic features (edges, colours, textures), block5 the most
@@ -134,14 +112,12 @@ history = model.fit(
     validation_data=validation_generator,
     validation_steps=args.validation_steps,
 )
-save_history(history, "history", "step 5: fine-tuning block5 and the classifier")
+_common.save_history(history, args.out, "step 5: fine-tuning block5 and the classifier")
 
 # --- Accuracy on the test images: about 97 % in the lecture.
 if args.test_steps > 0 and os.path.isdir(test_dir):
     test_generator = test_datagen.flow_from_directory(
         test_dir, target_size=(150, 150), batch_size=args.batch_size, class_mode="binary")
     test_loss, test_acc = model.evaluate(test_generator, steps=args.test_steps, verbose=0)
-    print(f"test: loss {test_loss:.4f}, accuracy {test_acc:.4f}")
-    with open(os.path.join(args.out, "test.json"), "w") as f:
-        json.dump({"loss": test_loss, "accuracy": test_acc}, f)
+    _common.save_test_result(args.out, test_loss, test_acc, "accuracy")
 print(f"wrote {args.out}")

@@ -25,7 +25,10 @@ import argparse
 import json
 import os
 import sys
-import tempfile
+
+# keras_flows.py, beside this file, imports only the standard library at module level
+# (TensorFlow and Keras only inside its main()), so this import stays light.
+from keras_flows import write_atomic
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -106,18 +109,8 @@ def plot_flow(flow, runs, path):
         ax.legend(loc="best", fontsize=8)
     axes[0].set_title(f"{flow}: {TITLES.get(flow, flow)}")
     fig.tight_layout()
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=110, format="png")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     finally:
         plt.close(fig)
     return path
