@@ -269,18 +269,9 @@ def _inner(iterator):
 
 
 def _skip_batches(iterator, count: int) -> None:
-    """Move a fresh iterator `count` batches along its stream without building them.
-
-    A batch's content depends only on the iterator's seed and its position in the stream
-    (minicnn.preprocessing.iterators), so after this the resumed run draws exactly the
-    batches the uninterrupted run drew next. Iterator has no public 'seek'; this steps its
-    own planner (_plan), which reads no image, before any thread has started.
-    """
-    iterator = _inner(iterator)
-    cursor = iterator._cursor
-    for _ in range(count):
-        cursor = iterator._plan(cursor).after
-    iterator._cursor = iterator._ahead = cursor
+    """Move a fresh iterator `count` batches along its stream (Iterator.skip): the resumed
+    run then draws exactly the batches the uninterrupted run drew next."""
+    _inner(iterator).skip(count)
 
 
 def _positions(data: Data) -> dict:

@@ -221,6 +221,29 @@ def test_unshuffled_stream_and_len():
                    ([8, 9], [80, 90]), ([0, 1, 2, 3], [0, 10, 20, 30])]
 
 
+@given(st.integers(0, 40), st.integers(1, 5), st.sampled_from([0, 2]))
+def test_skip_continues_the_stream_where_next_would_have(skipped, batch_size, workers):
+    # Augmentation seeds included (StandIn(show_seeds=True) marks each image with its seed).
+    x = np.arange(23, dtype=np.float32).reshape(23, 1, 1, 1)
+    walked = NumpyArrayIterator(x, None, StandIn(show_seeds=True), batch_size=batch_size,
+                                seed=3, workers=workers)
+    jumped = NumpyArrayIterator(x, None, StandIn(show_seeds=True), batch_size=batch_size,
+                                seed=3, workers=workers)
+    with walked, jumped:
+        take(walked, skipped)
+        jumped.skip(skipped)
+        assert jumped.total_batches_seen == walked.total_batches_seen == skipped
+        for a, b in zip(take(walked, 6), take(jumped, 6)):
+            np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, True, "2"])
+def test_skip_refuses_what_is_not_a_count(bad):
+    it = NumpyArrayIterator(np.zeros((4, 1, 1, 1), np.float32), None, None, workers=0)
+    with pytest.raises(ValueError, match="skip"):
+        it.skip(bad)
+
+
 def test_validation_iterator_keeps_its_position_between_epochs():
     # 1000 validation images at batch 32: a pass is 31 batches of 32 and one of 8.
     # validation_steps = 50: the second epoch starts in the middle of pass 2, at batch 18.

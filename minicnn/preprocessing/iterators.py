@@ -237,6 +237,22 @@ class Iterator:
             self._drop_prefetched()
             self._cursor = self._ahead = self._cursor._replace(batch_index=0)
 
+    def skip(self, count):
+        """Move `count` batches along the stream without building them (no image is read).
+
+        A batch depends only on the seed and its place in the stream, so after skip(k) the
+        iterator hands out exactly what it would have after k calls of next(): a resumed
+        training run continues the stream where the interrupted one stopped.
+        """
+        if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 0:
+            raise ValueError(f"skip: expected a number of batches >= 0; received {count!r}")
+        with self._lock:
+            self._drop_prefetched()
+            cursor = self._cursor
+            for _ in range(count):
+                cursor = self._plan(cursor).after
+            self._cursor = self._ahead = cursor
+
     def on_epoch_end(self):
         """Hook called by training loops at the end of an epoch; does nothing.
 
