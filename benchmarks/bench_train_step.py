@@ -243,6 +243,7 @@ def run_steps(bench, mode, batch, steps):
 def worker_main(kind: str) -> None:
     harness.serve(lambda: BENCHES[kind](), {"run": run_steps,
                                   "threads": lambda bench: bench.threads(),
+                                  "peak_memory": lambda bench: {"max_rss_mib": harness.max_rss_mib()},
                                   "sgemm": lambda bench: harness.sgemm()},
                   hello=lambda bench: {"params": bench.params})
 
@@ -351,6 +352,11 @@ def details_lines(report):
             f"{c['warm']['first_train_seconds']:.2f} s, steady step "
             f"{c['warm']['second_train_seconds']:.2f} s (import minicnn "
             f"{c['cold']['import_seconds']:.2f} s / {c['warm']['import_seconds']:.2f} s)")
+    peaks = [f"{name} {info['max_rss_mib']:.0f}" for name, info in report["workers"].items()
+             if info.get("max_rss_mib")]
+    if peaks:
+        lines.append("peak memory (max RSS of each worker over the whole run, both batch sizes, "
+                     "training and inference), MiB: " + ", ".join(peaks))
     for name, info in report["workers"].items():
         lines.append(f"{name}: setup {info['setup_seconds']:.1f} s, first train step "
                      f"{info['first_train_seconds']:.2f} s; threads "
@@ -468,6 +474,8 @@ def main(argv=None):
                     log(f"round {r + 1}/{args.rounds} batch {batch} {mode:7s} img/s: "
                         + ", ".join(parts))
 
+        for name in names:
+            info[name]["max_rss_mib"] = workers[name].call("peak_memory")["max_rss_mib"]
         time.sleep(args.pause)
         sgemm["after"] = workers["minicnn"].call("sgemm")
         log(f"sgemm after the rounds: {sgemm['after']['gflops_median']:.1f} GFLOP/s")

@@ -148,14 +148,6 @@ def phase_flops(batch: int, phase: str) -> int:
 
 
 # ----------------------------------------------------------------------------- memory
-def max_rss_mib():
-    """Peak resident set size of this process so far, MiB (ru_maxrss: KiB on Linux, bytes
-    on macOS)."""
-    import resource
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2 ** 20 if sys.platform == "darwin" else peak / 2 ** 10
-
-
 def rss_mib():
     """Current resident set size, MiB (None where /proc is not available)."""
     try:
@@ -174,7 +166,7 @@ class MinicnnBench:
         import minicnn as mc
         from minicnn import layers, optimizers
         from minicnn.applications import VGG16
-        self.import_peak = max_rss_mib()
+        self.import_peak = harness.max_rss_mib()
         self.phase = phase
         self.base = VGG16(weights=None, include_top=False, input_shape=INPUT_SHAPE, seed=0)
         if phase == "predict":
@@ -234,7 +226,7 @@ class KerasBench:
         import numpy as np
         import tensorflow as tf
         from keras import layers
-        self.import_peak = max_rss_mib()
+        self.import_peak = harness.max_rss_mib()
         self.phase = phase
         keras.utils.set_random_seed(0)
         self.base = keras.applications.VGG16(weights=None, include_top=False,
@@ -277,7 +269,7 @@ class TorchBench:
         import numpy as np
         import torch
         from torch import nn
-        self.import_peak = max_rss_mib()
+        self.import_peak = harness.max_rss_mib()
         self.torch = torch
         self.phase = phase
         torch.manual_seed(0)
@@ -340,11 +332,11 @@ def run_steps(bench, batch, steps):
     if batch not in bench.data:
         bench.prepare(batch)
     times = harness.time_calls(lambda: bench.step(batch), steps)
-    return {"times": times, "max_rss_mib": max_rss_mib(), "rss_mib": rss_mib()}
+    return {"times": times, "max_rss_mib": harness.max_rss_mib(), "rss_mib": rss_mib()}
 
 
 def worker_main(kind: str, phase: str) -> None:
-    start_peak = max_rss_mib()
+    start_peak = harness.max_rss_mib()
     harness.serve(lambda: BENCHES[kind](phase),
                   {"run": run_steps,
                    "profile": lambda bench, **kw: bench.profile(**kw),
@@ -352,7 +344,7 @@ def worker_main(kind: str, phase: str) -> None:
                   hello=lambda bench: {
                       "params": bench.params, "trainable": bench.trainable,
                       "memory": {"start_mib": start_peak, "import_mib": bench.import_peak,
-                                 "built_mib": max_rss_mib()}})
+                                 "built_mib": harness.max_rss_mib()}})
 
 
 # ----------------------------------------------------------------------------- parent

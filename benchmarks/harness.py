@@ -190,6 +190,14 @@ def thread_env():
     return {k: os.environ[k] for k in names if k in os.environ}
 
 
+def max_rss_mib():
+    """Peak resident set size of this process so far, MiB (ru_maxrss: KiB on Linux, bytes
+    on macOS)."""
+    import resource
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2 ** 20 if sys.platform == "darwin" else peak / 2 ** 10
+
+
 def numba_threads(numba):
     try:
         layer = numba.threading_layer()
