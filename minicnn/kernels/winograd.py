@@ -36,7 +36,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit, prange
 
-from minicnn.kernels.elementwise import activate as _activate
+from minicnn.kernels.elementwise import activate
 from minicnn.kernels.elementwise import activation_backward_and_bias_grad
 from minicnn.kernels.geometry import window_output_size
 
@@ -54,33 +54,60 @@ def tiles(h_out, w_out):
 def winograd_kernel(kernel):
     """U[xi, c, o] = (G g G^T)[xi] of a (3, 3, C_in, C_out) kernel: (16, C_in, C_out)."""
     g = G.astype(kernel.dtype)
-    u = np.tensordot(g, kernel, axes=(1, 0))                   # (4, 3, C_in, C_out) = G g
-    u = np.tensordot(g, u, axes=(1, 1))                        # (4, 4, C_in, C_out): [b, a]
-    return np.ascontiguousarray(u.transpose(1, 0, 2, 3)).reshape(16, *kernel.shape[2:])
+    gg = np.matmul(g, kernel.reshape(3, -1)).reshape(4, 3, -1)    # G g: (4, 3, C_in*C_out)
+    return np.matmul(g, gg).reshape(16, *kernel.shape[2:])        # (G g) G^T: [a, b]
+
+
+# The transforms act on rows of channels: every tile keeps its 16 values per channel as 16
+# rows of length C, and B^T, A^T and their adjoints combine whole rows. Each loop below reads
+# two or three rows and writes one, so that the compiler turns it into vector instructions.
+
+@njit(inline="always")
+def _bt_rows(o0, o1, o2, o3, d0, d1, d2, d3):
+    """B^T along one axis of the tile: (o0, o1, o2, o3) = (d0 - d2, d1 + d2, d2 - d1, d1 - d3)."""
+    for ch in range(o0.shape[0]):
+        o0[ch] = d0[ch] - d2[ch]
+    for ch in range(o0.shape[0]):
+        o1[ch] = d1[ch] + d2[ch]
+    for ch in range(o0.shape[0]):
+        o2[ch] = d2[ch] - d1[ch]
+    for ch in range(o0.shape[0]):
+        o3[ch] = d1[ch] - d3[ch]
 
 
 @njit(inline="always")
-def _bt(d0, d1, d2, d3):
-    """B^T applied to four values along one axis of a tile."""
-    return d0 - d2, d1 + d2, d2 - d1, d1 - d3
+def _at_rows(o0, o1, m0, m1, m2, m3):
+    """A^T along one axis of the tile: (o0, o1) = (m0 + m1 + m2, m1 - m2 - m3)."""
+    for ch in range(o0.shape[0]):
+        o0[ch] = m0[ch] + m1[ch] + m2[ch]
+    for ch in range(o0.shape[0]):
+        o1[ch] = m1[ch] - m2[ch] - m3[ch]
 
 
 @njit(inline="always")
-def _at(m0, m1, m2, m3):
-    """A^T applied to four values along one axis of a tile."""
-    return m0 + m1 + m2, m1 - m2 - m3
+def _b_rows(o0, o1, o2, o3, e0, e1, e2, e3):
+    """B, the adjoint of B^T: (o0, o1, o2, o3) = (e0, e1 - e2 + e3, e1 + e2 - e0, -e3)."""
+    for ch in range(o0.shape[0]):
+        o0[ch] = e0[ch]
+    for ch in range(o0.shape[0]):
+        o1[ch] = e1[ch] - e2[ch] + e3[ch]
+    for ch in range(o0.shape[0]):
+        o2[ch] = e1[ch] + e2[ch] - e0[ch]
+    for ch in range(o0.shape[0]):
+        o3[ch] = -e3[ch]
 
 
 @njit(inline="always")
-def _b(e0, e1, e2, e3):
-    """B (the adjoint of B^T) applied to four values along one axis of a tile."""
-    return e0, e1 - e2 + e3, e1 + e2 - e0, -e3
-
-
-@njit(inline="always")
-def _a(z0, z1):
-    """A (the adjoint of A^T) applied to two values along one axis of a tile."""
-    return z0, z0 + z1, z0 - z1, -z1
+def _a_rows(o0, o1, o2, o3, z0, z1):
+    """A, the adjoint of A^T: (o0, o1, o2, o3) = (z0, z0 + z1, z0 - z1, -z1)."""
+    for ch in range(o0.shape[0]):
+        o0[ch] = z0[ch]
+    for ch in range(o0.shape[0]):
+        o1[ch] = z0[ch] + z1[ch]
+    for ch in range(o0.shape[0]):
+        o2[ch] = z0[ch] - z1[ch]
+    for ch in range(o0.shape[0]):
+        o3[ch] = -z1[ch]
 
 
 @njit(parallel=True, cache=True, nogil=True)
@@ -89,40 +116,36 @@ def _winograd_input(x, pad_top, pad_left, tiles_h, tiles_w, v):
     for r in prange(n * tiles_h):           # one row of tiles (n, ti) per task
         img = r // tiles_h
         ti = r % tiles_h
-        d = np.empty((16, c), dtype=x.dtype)    # the 4x4 input tile, all channels
+        d = np.empty((16, c), dtype=x.dtype)    # the 4x4 input tile: row 4*a + b
+        s = np.empty((16, c), dtype=x.dtype)    # B^T d
         for tj in range(tiles_w):
             t = r * tiles_w + tj
             for a in range(4):
                 ih = 2 * ti - pad_top + a
                 for b in range(4):
                     iw = 2 * tj - pad_left + b
-                    inside = 0 <= ih < h and 0 <= iw < w
-                    for ch in range(c):
-                        d[4 * a + b, ch] = x[img, ih, iw, ch] if inside else 0.0
-            for ch in range(c):
-                # B^T d: each column b of the tile
-                c00, c10, c20, c30 = _bt(d[0, ch], d[4, ch], d[8, ch], d[12, ch])
-                c01, c11, c21, c31 = _bt(d[1, ch], d[5, ch], d[9, ch], d[13, ch])
-                c02, c12, c22, c32 = _bt(d[2, ch], d[6, ch], d[10, ch], d[14, ch])
-                c03, c13, c23, c33 = _bt(d[3, ch], d[7, ch], d[11, ch], d[15, ch])
-                # (B^T d) B: each row a
-                v[0, t, ch], v[1, t, ch], v[2, t, ch], v[3, t, ch] = _bt(c00, c01, c02, c03)
-                v[4, t, ch], v[5, t, ch], v[6, t, ch], v[7, t, ch] = _bt(c10, c11, c12, c13)
-                v[8, t, ch], v[9, t, ch], v[10, t, ch], v[11, t, ch] = _bt(c20, c21, c22, c23)
-                v[12, t, ch], v[13, t, ch], v[14, t, ch], v[15, t, ch] = _bt(c30, c31, c32, c33)
+                    row = d[4 * a + b]
+                    if 0 <= ih < h and 0 <= iw < w:
+                        row[:] = x[img, ih, iw]
+                    else:
+                        row[:] = 0.0
+            for b in range(4):              # B^T d: down each column b
+                _bt_rows(s[b], s[4 + b], s[8 + b], s[12 + b], d[b], d[4 + b], d[8 + b], d[12 + b])
+            for a in range(4):              # (B^T d) B: along each row a, into V
+                k = 4 * a
+                _bt_rows(v[k, t], v[k + 1, t], v[k + 2, t], v[k + 3, t],
+                         s[k], s[k + 1], s[k + 2], s[k + 3])
     return v
 
 
 @njit(inline="always")
-def _store_row(y, logits, keep_logits, code, img, i, j0, ch, z0, z1):
-    """Writes act(z0), act(z1) at (i, j0), (i, j0 + 1); the second only inside the output."""
-    y[img, i, j0, ch] = _activate(z0, code)
-    if keep_logits:
-        logits[img, i, j0, ch] = z0
-    if j0 + 1 < y.shape[2]:
-        y[img, i, j0 + 1, ch] = _activate(z1, code)
+def _bias_activation_row(y, logits, keep_logits, z, bias, code):
+    """y = act(z + bias) over one row of channels (and logits = z + bias when kept)."""
+    for ch in range(y.shape[0]):
+        v = z[ch] + bias[ch]
         if keep_logits:
-            logits[img, i, j0 + 1, ch] = z1
+            logits[ch] = v
+        y[ch] = activate(v, code)
 
 
 @njit(parallel=True, cache=True, nogil=True)
@@ -131,23 +154,21 @@ def _winograd_output(m, bias, code, tiles_h, tiles_w, y, logits, keep_logits):
     for r in prange(n * tiles_h):
         img = r // tiles_h
         ti = r % tiles_h
-        i0 = 2 * ti
+        p = np.empty((8, c), dtype=y.dtype)     # A^T M: row 4*u + b
+        z = np.empty((4, c), dtype=y.dtype)     # A^T M A: row 2*u + v
         for tj in range(tiles_w):
             t = r * tiles_w + tj
-            j0 = 2 * tj
-            for ch in range(c):
-                # A^T M: each column b of the transformed tile
-                p00, p10 = _at(m[0, t, ch], m[4, t, ch], m[8, t, ch], m[12, t, ch])
-                p01, p11 = _at(m[1, t, ch], m[5, t, ch], m[9, t, ch], m[13, t, ch])
-                p02, p12 = _at(m[2, t, ch], m[6, t, ch], m[10, t, ch], m[14, t, ch])
-                p03, p13 = _at(m[3, t, ch], m[7, t, ch], m[11, t, ch], m[15, t, ch])
-                # (A^T M) A: each row u, plus the bias
-                z00, z01 = _at(p00, p01, p02, p03)
-                z10, z11 = _at(p10, p11, p12, p13)
-                b = bias[ch]
-                _store_row(y, logits, keep_logits, code, img, i0, j0, ch, z00 + b, z01 + b)
-                if i0 + 1 < h_out:
-                    _store_row(y, logits, keep_logits, code, img, i0 + 1, j0, ch, z10 + b, z11 + b)
+            for b in range(4):              # A^T M: down each column b
+                _at_rows(p[b], p[4 + b], m[b, t], m[4 + b, t], m[8 + b, t], m[12 + b, t])
+            for u in range(2):              # (A^T M) A: along each row u
+                _at_rows(z[2 * u], z[2 * u + 1], p[4 * u], p[4 * u + 1], p[4 * u + 2], p[4 * u + 3])
+            for u in range(2):
+                i = 2 * ti + u
+                for vv in range(2):
+                    j = 2 * tj + vv
+                    if i < h_out and j < w_out:
+                        _bias_activation_row(y[img, i, j], logits[img, i, j], keep_logits,
+                                             z[2 * u + vv], bias, code)
     return y
 
 
@@ -157,25 +178,23 @@ def _winograd_output_adjoint(dz, tiles_h, tiles_w, dm):
     for r in prange(n * tiles_h):
         img = r // tiles_h
         ti = r % tiles_h
-        i0 = 2 * ti
+        e = np.empty((4, c), dtype=dz.dtype)    # the 2x2 tile of dZ: row 2*u + v
+        q = np.empty((8, c), dtype=dz.dtype)    # A dZ: row 2*a + v
         for tj in range(tiles_w):
             t = r * tiles_w + tj
-            j0 = 2 * tj
-            bottom = i0 + 1 < h_out
-            right = j0 + 1 < w_out
-            for ch in range(c):
-                z00 = dz[img, i0, j0, ch]
-                z01 = dz[img, i0, j0 + 1, ch] if right else 0.0
-                z10 = dz[img, i0 + 1, j0, ch] if bottom else 0.0
-                z11 = dz[img, i0 + 1, j0 + 1, ch] if bottom and right else 0.0
-                # A dZ: each column v
-                c00, c10, c20, c30 = _a(z00, z10)
-                c01, c11, c21, c31 = _a(z01, z11)
-                # (A dZ) A^T: each row a
-                dm[0, t, ch], dm[1, t, ch], dm[2, t, ch], dm[3, t, ch] = _a(c00, c01)
-                dm[4, t, ch], dm[5, t, ch], dm[6, t, ch], dm[7, t, ch] = _a(c10, c11)
-                dm[8, t, ch], dm[9, t, ch], dm[10, t, ch], dm[11, t, ch] = _a(c20, c21)
-                dm[12, t, ch], dm[13, t, ch], dm[14, t, ch], dm[15, t, ch] = _a(c30, c31)
+            for u in range(2):
+                i = 2 * ti + u
+                for vv in range(2):
+                    j = 2 * tj + vv
+                    if i < h_out and j < w_out:
+                        e[2 * u + vv, :] = dz[img, i, j]
+                    else:
+                        e[2 * u + vv, :] = 0.0
+            for vv in range(2):             # A dZ: down each column v
+                _a_rows(q[vv], q[2 + vv], q[4 + vv], q[6 + vv], e[vv], e[2 + vv])
+            for a in range(4):              # (A dZ) A^T: along each row a, into dM
+                k = 4 * a
+                _a_rows(dm[k, t], dm[k + 1, t], dm[k + 2, t], dm[k + 3, t], q[2 * a], q[2 * a + 1])
     return dm
 
 
@@ -189,20 +208,16 @@ def _winograd_input_adjoint(dv, pad_top, pad_left, tiles_h, tiles_w, dx):
         for r in prange(n * rows_in_pass):
             img = r // rows_in_pass
             ti = 2 * (r % rows_in_pass) + parity
-            e = np.empty((16, c), dtype=dx.dtype)     # B dV B^T of one tile, all channels
+            s = np.empty((16, c), dtype=dx.dtype)     # B dV
+            e = np.empty((16, c), dtype=dx.dtype)     # B dV B^T: row 4*a + b
             for tj in range(tiles_w):
                 t = (img * tiles_h + ti) * tiles_w + tj
-                for ch in range(c):
-                    # B dV: each column b
-                    c00, c10, c20, c30 = _b(dv[0, t, ch], dv[4, t, ch], dv[8, t, ch], dv[12, t, ch])
-                    c01, c11, c21, c31 = _b(dv[1, t, ch], dv[5, t, ch], dv[9, t, ch], dv[13, t, ch])
-                    c02, c12, c22, c32 = _b(dv[2, t, ch], dv[6, t, ch], dv[10, t, ch], dv[14, t, ch])
-                    c03, c13, c23, c33 = _b(dv[3, t, ch], dv[7, t, ch], dv[11, t, ch], dv[15, t, ch])
-                    # (B dV) B^T: each row a
-                    e[0, ch], e[1, ch], e[2, ch], e[3, ch] = _b(c00, c01, c02, c03)
-                    e[4, ch], e[5, ch], e[6, ch], e[7, ch] = _b(c10, c11, c12, c13)
-                    e[8, ch], e[9, ch], e[10, ch], e[11, ch] = _b(c20, c21, c22, c23)
-                    e[12, ch], e[13, ch], e[14, ch], e[15, ch] = _b(c30, c31, c32, c33)
+                for b in range(4):          # B dV: down each column b
+                    _b_rows(s[b], s[4 + b], s[8 + b], s[12 + b],
+                            dv[b, t], dv[4 + b, t], dv[8 + b, t], dv[12 + b, t])
+                for a in range(4):          # (B dV) B^T: along each row a
+                    k = 4 * a
+                    _b_rows(e[k], e[k + 1], e[k + 2], e[k + 3], s[k], s[k + 1], s[k + 2], s[k + 3])
                 for a in range(4):
                     ih = 2 * ti - pad_top + a
                     if ih < 0 or ih >= h:
@@ -210,18 +225,20 @@ def _winograd_input_adjoint(dv, pad_top, pad_left, tiles_h, tiles_w, dx):
                     for b in range(4):
                         iw = 2 * tj - pad_left + b
                         if 0 <= iw < w:
+                            row = dx[img, ih, iw]
+                            add = e[4 * a + b]
                             for ch in range(c):
-                                dx[img, ih, iw, ch] += e[4 * a + b, ch]
+                                row[ch] += add[ch]
     return dx
 
 
 def winograd_kernel_adjoint(du, kernel_shape):
     """dW = G^T dU G: the kernel gradient from dU (16, C_in, C_out), shape (3, 3, C_in, C_out)."""
-    g = G.astype(du.dtype)
-    d = du.reshape(4, 4, *du.shape[1:])
-    dw = np.tensordot(g, d, axes=(0, 0))                       # (3, 4, C_in, C_out) = G^T dU
-    dw = np.tensordot(g, dw, axes=(0, 1))                      # (3, 3, C_in, C_out): [q, p]
-    return np.ascontiguousarray(dw.transpose(1, 0, 2, 3)).reshape(kernel_shape)
+    g_t = np.ascontiguousarray(G.T.astype(du.dtype))
+    d = du.reshape(4, 4, -1)
+    dw = np.matmul(g_t, d)                                         # dU G along b: (4, 3, .)
+    dw = np.matmul(g_t, dw.reshape(4, -1)).reshape(3, 3, -1)      # G^T (dU G) along a
+    return dw.reshape(kernel_shape)
 
 
 class WinogradCache(NamedTuple):
