@@ -255,12 +255,20 @@ class Sequential(Layer):
     def _backward(self, grad, need_dx, from_logits):
         first, needs_dx = self._backward_plan(need_dx)
         last = len(self.layers) - 1
-        for i in range(last, first - 1, -1):
+        i = last
+        while i >= first:
             layer = self.layers[i]
             if from_logits and i == last:
                 grad = layer.backward_from_logits(grad, need_dx=needs_dx[i])
+            elif i > first and _pool_after_relu_conv(self.layers[i - 1], layer):
+                # One pass for the pooling's backward and the ReLU's derivative (the same
+                # numbers as the two backward calls; see MaxPooling2D.backward_through_relu).
+                dz, db = layer.backward_through_relu(grad)
+                i -= 1
+                grad = self.layers[i].backward_from_dz(dz, db, need_dx=needs_dx[i])
             else:
                 grad = layer.backward(grad, need_dx=needs_dx[i])
+            i -= 1
         return grad if need_dx else None
 
     def output_logits(self):
@@ -616,3 +624,10 @@ def _check_batch_size(batch_size, owner: str) -> int:
 
 def _verbosity(verbose) -> int:
     return 1 if verbose == "auto" else int(verbose)
+
+
+def _pool_after_relu_conv(before, layer) -> bool:
+    """Whether `layer` is a max-pooling whose input is the output of the ReLU convolution
+    `before`: their backward passes can run as one (backward_through_relu)."""
+    return (hasattr(layer, "backward_through_relu") and hasattr(before, "backward_from_dz")
+            and getattr(before, "activation", None) == "relu")

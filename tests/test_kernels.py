@@ -76,6 +76,28 @@ def test_conv_kernels_equal_plain_loops(geometry, c_out, seed):
     np.testing.assert_allclose(db, db_ref, rtol=1e-10, atol=1e-10)
 
 
+@given(windows(max_k=3, max_c=3), st.sampled_from([np.float32, np.float64]), st.integers(0, 2 ** 32 - 1))
+def test_pooling_backward_through_relu_equals_pooling_then_relu_backward(geometry, dtype, seed):
+    # The fused pass against its NumPy twin and against the two kernels it replaces.
+    x_shape, k, s, padding = geometry
+    pads = _pads(x_shape, k, s, padding)
+    rng = np.random.default_rng(seed)
+    z = rng.standard_normal(x_shape).astype(dtype)
+    x = np.maximum(z, 0)                                   # a ReLU's output: many exact zeros
+    y, argmax = kernels.maxpool_forward(x, k, s, pads)
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    dz, db = kernels.maxpool_backward_relu(dy, y, argmax, x_shape)
+    dz_ref, db_ref = kernels.maxpool_backward_relu_reference(dy, y, argmax, x_shape)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(dz, dz_ref, rtol=tol, atol=tol)
+    np.testing.assert_allclose(db, db_ref, rtol=tol, atol=tol)
+    dx = kernels.maxpool_backward(dy, argmax, x_shape)
+    dz_two, db_two = kernels.activation_backward_and_bias_grad(
+        dx.reshape(-1, x_shape[-1]), x.reshape(-1, x_shape[-1]), kernels.ACTIVATION_CODES["relu"])
+    np.testing.assert_allclose(dz, dz_two.reshape(x_shape), rtol=tol, atol=tol)
+    np.testing.assert_allclose(db, db_two, rtol=tol, atol=tol)
+
+
 @given(windows(max_k=3, max_c=3, max_n=2), st.integers(0, 2 ** 32 - 1))
 def test_maxpool_kernels_equal_plain_loops(geometry, seed):
     x_shape, k, s, padding = geometry

@@ -1,6 +1,7 @@
 """Sequential: the lecture's summaries, training, optimizers, and every bad input."""
 import numpy as np
 import pytest
+from hypothesis import given, strategies as st
 
 import minicnn as mc
 from minicnn import gradcheck, layers, optimizers
@@ -468,3 +469,42 @@ def test_accuracy_of_several_units_is_categorical_as_in_keras_3():
     p = model.predict(x, verbose=0)
     assert acc == pytest.approx(np.mean(p.argmax(1) == y.argmax(1)))
     assert binary == pytest.approx(np.mean((p > 0.5) == (y > 0.5)))
+
+
+@given(st.sampled_from(["valid", "same"]), st.sampled_from([(2, None), (3, 2), (2, 1)]),
+       st.sampled_from([None, 1]), st.booleans(), st.integers(0, 2 ** 31 - 1))
+def test_fused_pooling_and_relu_backward_gives_the_layer_by_layer_gradients(
+        padding, pool, winograd_min_channels, freeze_first, seed):
+    # Sequential runs MaxPooling2D's backward and the ReLU convolution's before it as one
+    # pass; the gradients must be those of calling each layer's backward in turn.
+    import minicnn.model as model_module
+
+    def gradients(fused):
+        previous = layers.set_winograd_min_channels(winograd_min_channels)
+        rule = model_module._pool_after_relu_conv
+        if not fused:
+            model_module._pool_after_relu_conv = lambda before, layer: False
+        try:
+            model = mc.Sequential([
+                layers.Conv2D(3, 3, padding=padding, activation="relu", input_shape=(9, 9, 2)),
+                layers.MaxPooling2D(pool[0], pool[1], padding=padding),
+                layers.Conv2D(4, 3, padding="same", activation="relu"),
+                layers.MaxPooling2D(2, padding="same"),
+                layers.Flatten(), layers.Dense(1, activation="sigmoid")], seed=seed % 1000)
+            model.layers[0].trainable = not freeze_first
+            model.compile("rmsprop", "binary_crossentropy", ["acc"])
+            x = np.random.default_rng(seed).standard_normal((3, 9, 9, 2))
+            model.input_grad_needed = True
+            out = model.forward(x, training=True)
+            dx = model.backward(np.random.default_rng(seed + 1).standard_normal(out.shape))
+            return dx, [g.copy() for layer in model.layers for g in layer.grads]
+        finally:
+            model_module._pool_after_relu_conv = rule
+            layers.set_winograd_min_channels(previous)
+
+    dx, grads = gradients(fused=True)
+    dx_ref, grads_ref = gradients(fused=False)
+    np.testing.assert_allclose(dx, dx_ref, rtol=1e-5, atol=1e-7)
+    assert len(grads) == len(grads_ref)
+    for got, expected in zip(grads, grads_ref):
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-7)

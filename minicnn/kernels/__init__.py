@@ -21,6 +21,8 @@ from minicnn.kernels.elementwise import (
 from minicnn.kernels.pooling import (
     maxpool_backward,
     maxpool_backward_reference,
+    maxpool_backward_relu,
+    maxpool_backward_relu_reference,
     maxpool_forward,
     maxpool_forward_reference,
 )
@@ -37,6 +39,7 @@ __all__ = [
     "col2im", "col2im_reference", "conv2d_backward", "conv2d_forward", "conv2d_inference",
     "im2col", "im2col_reference",
     "maxpool_backward", "maxpool_backward_reference",
+    "maxpool_backward_relu", "maxpool_backward_relu_reference",
     "maxpool_forward", "maxpool_forward_reference",
     "rmsprop_update", "rmsprop_update_reference",
     "FILL_MODES", "affine_warp", "affine_warp_reference",

@@ -20,7 +20,7 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
-from minicnn.kernels.elementwise import activation_backward_and_bias_grad, bias_activation
+from minicnn.kernels.elementwise import bias_activation, layer_dz_and_db
 from minicnn.kernels.geometry import window_output_size
 from minicnn.kernels.im2col import col2im, im2col
 from minicnn.kernels.winograd import (
@@ -124,18 +124,18 @@ def conv2d_inference(x, kernel, bias, strides, pads, activation=0, max_workspace
 
 
 def conv2d_backward(dy, cache: Conv2DCache, need_dx=True, need_dw=True, need_db=True,
-                    from_logits=False, dcols_out=None, dz_out=None):
+                    from_logits=False, dcols_out=None, dz_out=None, db=None):
     """Returns (dX, dW, db), each None when not asked for; dy is not modified.
 
     With from_logits, dy is already dL/dZ (the loss differentiated the logits directly).
     dcols_out: optional workspace of cols's shape for dZ @ W_2d^T; a layer that is done
     with its cache passes cache.cols itself (dW has been taken from it by then).
-    dz_out: optional workspace of shape (N*H_out*W_out, C_out) for dZ.
+    dz_out: optional workspace of shape (N*H_out*W_out, C_out) for dZ. db: with
+    from_logits, the bias gradient when the caller has it already (the sum of dy over
+    rows, e.g. from maxpool_backward_relu); dy is then used as dZ without a copy.
     """
     k_h, k_w, c_in, c_out = cache.kernel.shape
-    dy2d = np.ascontiguousarray(dy).reshape(-1, c_out)
-    code = 0 if from_logits else cache.activation       # from logits: dy is dZ already
-    dz, db = activation_backward_and_bias_grad(dy2d, cache.y.reshape(-1, c_out), code, out=dz_out)
+    dz, db = layer_dz_and_db(dy, cache.y, cache.activation, from_logits, db, out=dz_out)
     db = db if need_db else None
     dw = (cache.cols.T @ dz).reshape(cache.kernel.shape) if need_dw else None
     dx: Optional[np.ndarray] = None

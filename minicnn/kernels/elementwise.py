@@ -137,6 +137,22 @@ def activation_backward_and_bias_grad(dy, y, code, out=None):
     return dz, partial.sum(axis=0).astype(dy.dtype)
 
 
+def layer_dz_and_db(dy, y, code, from_logits=False, db=None, out=None):
+    """(dZ, db) of a layer's output gradient, both flattened to rows of C channels.
+
+    dy, y: (..., C). Normally dZ = act'(dY) and db its row sum
+    (activation_backward_and_bias_grad). With from_logits, dy is dZ already (the loss
+    differentiated the logits); when db is given too (a fused backward computed it, e.g.
+    maxpool_backward_relu), dy is used as dZ as it is, with no pass over it.
+    """
+    c = y.shape[-1]
+    dy2d = np.ascontiguousarray(dy).reshape(-1, c)
+    if from_logits and db is not None:
+        return dy2d, db
+    return activation_backward_and_bias_grad(dy2d, y.reshape(-1, c), 0 if from_logits else code,
+                                             out=out)
+
+
 def activation_backward_and_bias_grad_reference(dy, y, code, out=None):
     """NumPy twin of activation_backward_and_bias_grad."""
     dz = activation_backward_reference(dy, y, code)

@@ -87,6 +87,49 @@ def maxpool_backward(dy, argmax, x_shape):
     return _maxpool_backward(np.ascontiguousarray(dy), argmax, x_shape[1], x_shape[2])
 
 
+@njit(parallel=True, cache=True, nogil=True)
+def _maxpool_backward_relu(dy, y, argmax, h, w, dz, partial):
+    n, h_out, w_out, c = dy.shape
+    for img in prange(n):                 # windows may overlap: one image per task
+        dz[img] = 0.0                     # zeroed here, in parallel, just before the scatter
+        for i in range(h_out):
+            for j in range(w_out):
+                for ch in range(c):
+                    g = dy[img, i, j, ch] if y[img, i, j, ch] > 0 else 0.0
+                    k = argmax[img, i, j, ch]
+                    dz[img, k // w, k % w, ch] += g
+                    partial[img, ch] += g
+    return dz
+
+
+def maxpool_backward_relu(dy, y, argmax, x_shape, out=None):
+    """The backward of max-pooling over a ReLU's output and of that ReLU, in one pass.
+
+    The pooled input is X = relu(Z), so the cell argmax routes dY to holds the window's
+    maximum Y itself, and relu'(Z) there is [Y > 0]:
+
+        dZ[n, ih, iw, c] = sum over outputs routed to (ih, iw) of dY[n, i, j, c] * [Y[n, i, j, c] > 0]
+        db[c]            = sum of dZ over n, ih, iw  (the bias gradient of the layer before)
+
+    dy, y, argmax: (N, H_out, W_out, C); x_shape (N, H, W, C). Returns (dz, db): dz of
+    x_shape (written into `out` when it has that shape and dtype), db (C,). The same as
+    maxpool_backward followed by activation_backward_and_bias_grad, without reading the
+    ReLU's output or writing dX in between.
+    """
+    if out is None or out.shape != tuple(x_shape) or out.dtype != dy.dtype:
+        out = np.empty(x_shape, dtype=dy.dtype)
+    partial = np.zeros((x_shape[0], x_shape[3]), dtype=np.float64)
+    _maxpool_backward_relu(np.ascontiguousarray(dy), y, argmax, x_shape[1], x_shape[2], out, partial)
+    return out, partial.sum(axis=0).astype(dy.dtype)
+
+
+def maxpool_backward_relu_reference(dy, y, argmax, x_shape, out=None):
+    """NumPy twin of maxpool_backward_relu: the ReLU mask, then maxpool_backward_reference."""
+    g = dy * (y > 0)
+    return (maxpool_backward_reference(g, argmax, x_shape),
+            g.sum(axis=(0, 1, 2), dtype=np.float64).astype(dy.dtype))
+
+
 def maxpool_backward_reference(dy, argmax, x_shape):
     """NumPy twin: np.add.at on the flat (H*W) plane of each image and channel."""
     n, h, w, c = x_shape

@@ -37,7 +37,7 @@ import numpy as np
 from numba import njit, prange
 
 from minicnn.kernels.elementwise import activate
-from minicnn.kernels.elementwise import activation_backward_and_bias_grad
+from minicnn.kernels.elementwise import layer_dz_and_db
 from minicnn.kernels.geometry import window_output_size
 
 # B^T, G and A^T above, for the NumPy twin and the kernel transform.
@@ -62,7 +62,7 @@ def winograd_kernel(kernel):
 # rows of length C, and B^T, A^T and their adjoints combine whole rows. Each loop below reads
 # two or three rows and writes one, so that the compiler turns it into vector instructions.
 
-@njit(inline="always")
+@njit(cache=True, nogil=True)
 def _bt_rows(o0, o1, o2, o3, d0, d1, d2, d3):
     """B^T along one axis of the tile: (o0, o1, o2, o3) = (d0 - d2, d1 + d2, d2 - d1, d1 - d3)."""
     for ch in range(o0.shape[0]):
@@ -75,7 +75,7 @@ def _bt_rows(o0, o1, o2, o3, d0, d1, d2, d3):
         o3[ch] = d1[ch] - d3[ch]
 
 
-@njit(inline="always")
+@njit(cache=True, nogil=True)
 def _at_rows(o0, o1, m0, m1, m2, m3):
     """A^T along one axis of the tile: (o0, o1) = (m0 + m1 + m2, m1 - m2 - m3)."""
     for ch in range(o0.shape[0]):
@@ -84,7 +84,7 @@ def _at_rows(o0, o1, m0, m1, m2, m3):
         o1[ch] = m1[ch] - m2[ch] - m3[ch]
 
 
-@njit(inline="always")
+@njit(cache=True, nogil=True)
 def _b_rows(o0, o1, o2, o3, e0, e1, e2, e3):
     """B, the adjoint of B^T: (o0, o1, o2, o3) = (e0, e1 - e2 + e3, e1 + e2 - e0, -e3)."""
     for ch in range(o0.shape[0]):
@@ -97,7 +97,7 @@ def _b_rows(o0, o1, o2, o3, e0, e1, e2, e3):
         o3[ch] = -e3[ch]
 
 
-@njit(inline="always")
+@njit(cache=True, nogil=True)
 def _a_rows(o0, o1, o2, o3, z0, z1):
     """A, the adjoint of A^T: (o0, o1, o2, o3) = (z0, z0 + z1, z0 - z1, -z1)."""
     for ch in range(o0.shape[0]):
@@ -138,7 +138,7 @@ def _winograd_input(x, pad_top, pad_left, tiles_h, tiles_w, v):
     return v
 
 
-@njit(inline="always")
+@njit(cache=True, nogil=True)
 def _bias_activation_row(y, logits, keep_logits, z, bias, code):
     """y = act(z + bias) over one row of channels (and logits = z + bias when kept)."""
     for ch in range(y.shape[0]):
@@ -276,14 +276,12 @@ def winograd_forward(x, kernel, bias, pads, activation=0, v_out=None, m_out=None
 
 
 def winograd_backward(dy, cache: WinogradCache, need_dx=True, need_dw=True, need_db=True,
-                      from_logits=False, dm_out=None, dz_out=None):
-    """Returns (dX, dW, db) as conv2d_backward. dV is written over the cache's V (dU has
+                      from_logits=False, dm_out=None, dz_out=None, db=None):
+    """Returns (dX, dW, db) as conv2d_backward (db given: as there). dV is written over the cache's V (dU has
     been taken from it by then), so the cache is spent. dm_out: optional workspace of
     M's shape; dz_out: of shape (N*H_out*W_out, C_out)."""
     c_out = cache.kernel.shape[3]
-    dy2d = np.ascontiguousarray(dy).reshape(-1, c_out)
-    code = 0 if from_logits else cache.activation
-    dz, db = activation_backward_and_bias_grad(dy2d, cache.y.reshape(-1, c_out), code, out=dz_out)
+    dz, db = layer_dz_and_db(dy, cache.y, cache.activation, from_logits, db, out=dz_out)
     v = cache.v
     tiles_h, tiles_w = tiles(*cache.y.shape[1:3])
     dm = _workspace(dm_out, (16, v.shape[1], c_out), dy.dtype)

@@ -111,7 +111,13 @@ class Conv2D(KernelLayer):
         self._cols = self._cache.cols
         return y
 
-    def _backward(self, dy, need_dx, from_logits):
+    def backward_from_dz(self, dz, db, need_dx=True):
+        """Backward from dZ (N, H_out, W_out, C_out) and its sum db (C_out,) when the layer
+        after has applied the activation's derivative already (MaxPooling2D's
+        backward_through_relu). Returns dX like backward."""
+        return self._backward(dz, need_dx, from_logits=True, db=db)
+
+    def _backward(self, dy, need_dx, from_logits, db=None):
         cache = self._require_cache()
         train = self.trainable
         self._dz = reuse(self._dz, (cache.y.size // self.filters, self.filters), cache.y.dtype)
@@ -122,12 +128,12 @@ class Conv2D(KernelLayer):
             dx, dw, db = winograd_backward(dy, cache, need_dx=need_dx, need_dw=train,
                                            need_db=train and self.use_bias,
                                            from_logits=from_logits, dm_out=self._m,
-                                           dz_out=self._dz)
+                                           dz_out=self._dz, db=db)
         else:
             dx, dw, db = conv2d_backward(dy, cache, need_dx=need_dx, need_dw=train,
                                          need_db=train and self.use_bias,
                                          from_logits=from_logits, dcols_out=cache.cols,
-                                         dz_out=self._dz)
+                                         dz_out=self._dz, db=db)
         self._set_grads(dw, db)
         return dx
 

@@ -5,14 +5,15 @@ from typing import NamedTuple
 
 import numpy as np
 
-from minicnn.kernels import maxpool_backward, maxpool_forward
-from minicnn.layers.base import Layer
+from minicnn.kernels import maxpool_backward, maxpool_backward_relu, maxpool_forward
+from minicnn.layers.base import Layer, reuse
 from minicnn.shapes import normalize_padding, normalize_tuple, window_2d
 
 
 class _PoolCache(NamedTuple):
     argmax: np.ndarray      # (N, H_out, W_out, C) int32, flat index ih*W + iw
     x_shape: tuple
+    y: np.ndarray           # (N, H_out, W_out, C), the output (for backward_through_relu)
 
 
 class MaxPooling2D(Layer):
@@ -28,6 +29,9 @@ class MaxPooling2D(Layer):
     Forward caches the argmax (first maximum in row-major window order). Backward
     routes each dY entry to its argmax and adds where windows overlap:
         dX[n, ih, iw, c] = sum_{(i, j): argmax[n, i, j, c] = (ih, iw)} dY[n, i, j, c]
+    When the layer before is a ReLU convolution, a model runs this backward and the ReLU's
+    in one pass (backward_through_relu): the routed cell holds Y itself, so relu' there
+    is [Y > 0].
     """
 
     def __init__(self, pool_size=(2, 2), strides=None, padding="valid", input_shape=None,
@@ -38,6 +42,7 @@ class MaxPooling2D(Layer):
         self.strides = self.pool_size if strides is None else \
             normalize_tuple(strides, 2, "strides", label)
         self.padding = normalize_padding(padding, label)
+        self._dz = None            # backward_through_relu's output, reused between steps
 
     def compute_output_shape(self, input_shape):
         self._require_rank(input_shape, 4, "(N, H, W, C)")
@@ -53,13 +58,22 @@ class MaxPooling2D(Layer):
         x = self._check_input(x)
         keep_cache = training if keep_cache is None else keep_cache
         y, argmax = maxpool_forward(x, self.pool_size, self.strides, self._pads)
-        self._cache = _PoolCache(argmax, x.shape) if keep_cache else None
+        self._cache = _PoolCache(argmax, x.shape, y) if keep_cache else None
         return y
 
     def backward(self, dy, need_dx=True):
         cache = self._require_cache()
         self.grads = []
         return maxpool_backward(dy, cache.argmax, cache.x_shape) if need_dx else None
+
+    def backward_through_relu(self, dy):
+        """(dZ, db) of the ReLU layer before this one, from this layer's dY, in one pass
+        (minicnn.kernels.maxpool_backward_relu): the same as this backward followed by the
+        ReLU's derivative and the bias gradient's sum, without the dX in between."""
+        cache = self._require_cache()
+        self.grads = []
+        self._dz = reuse(self._dz, cache.x_shape, dy.dtype)
+        return maxpool_backward_relu(dy, cache.y, cache.argmax, cache.x_shape, out=self._dz)
 
     def get_config(self):
         return {**super().get_config(), "pool_size": list(self.pool_size),
