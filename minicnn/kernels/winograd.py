@@ -255,24 +255,37 @@ def winograd_forward(x, kernel, bias, pads, activation=0, v_out=None, m_out=None
     """Forward for training: returns (y, logits, cache), logits as conv2d_forward's (Z after
     a sigmoid, else None). v_out, m_out: optional workspaces of V's and M's shapes (the
     cache keeps v_out; M is free again once y is written)."""
-    n, h, w, c_in = x.shape
-    c_out = kernel.shape[3]
-    h_out = window_output_size(h, 3, 1, pads[0], pads[1])
-    w_out = window_output_size(w, 3, 1, pads[2], pads[3])
-    tiles_h, tiles_w = tiles(h_out, w_out)
-    t = n * tiles_h * tiles_w
+    c_in, c_out = kernel.shape[2:]
+    t = _output_tiles(x.shape, pads)[-1]
     v = _workspace(v_out, (16, t, c_in), x.dtype)
     m = _workspace(m_out, (16, t, c_out), x.dtype)
     u = winograd_kernel(kernel)
-    _winograd_input(np.ascontiguousarray(x), pads[0], pads[2], tiles_h, tiles_w, v)
+    y, logits = _transform_multiply_transform(np.ascontiguousarray(x), u, bias, pads,
+                                              activation, activation == 2, v, m)
+    cache = WinogradCache(v, kernel, u, y, x.shape, tuple(pads), activation)
+    return y, logits, cache
+
+
+def _output_tiles(x_shape, pads):
+    """(H_out, W_out, tiles_h, tiles_w, T) of a 3x3 stride-1 convolution of x_shape."""
+    n, h, w, _ = x_shape
+    h_out = window_output_size(h, 3, 1, pads[0], pads[1])
+    w_out = window_output_size(w, 3, 1, pads[2], pads[3])
+    tiles_h, tiles_w = tiles(h_out, w_out)
+    return h_out, w_out, tiles_h, tiles_w, n * tiles_h * tiles_w
+
+
+def _transform_multiply_transform(x, u, bias, pads, activation, keep_logits, v, m):
+    """V = B^T d B into v, M = V @ U into m, then y = act(A^T M A + b). Returns (y, logits)."""
+    h_out, w_out, tiles_h, tiles_w, _ = _output_tiles(x.shape, pads)
+    c_out = u.shape[2]
+    _winograd_input(x, pads[0], pads[2], tiles_h, tiles_w, v)
     np.matmul(v, u, out=m)                                  # the 16 products, one call
     b = bias if bias is not None else np.zeros(c_out, dtype=x.dtype)
-    keep_logits = activation == 2
-    y = np.empty((n, h_out, w_out, c_out), dtype=x.dtype)
+    y = np.empty((x.shape[0], h_out, w_out, c_out), dtype=x.dtype)
     logits = np.empty_like(y) if keep_logits else y
     _winograd_output(m, b, activation, tiles_h, tiles_w, y, logits, keep_logits)
-    cache = WinogradCache(v, kernel, u, y, x.shape, tuple(pads), activation)
-    return y, (logits if keep_logits else None), cache
+    return y, (logits if keep_logits else None)
 
 
 def winograd_backward(dy, cache: WinogradCache, need_dx=True, need_dw=True, need_db=True,
@@ -320,24 +333,14 @@ def conv3x3_winograd(x, kernel, bias, pads, activation=0, keep_logits=False,
     workspace: optional flat array of at least winograd_workspace_per_image * N bytes'
     worth of elements, of x's dtype, to hold V and M. kernel_u: U if already transformed.
     """
-    n, h, w, c_in = x.shape
-    c_out = kernel.shape[3]
-    h_out = window_output_size(h, 3, 1, pads[0], pads[1])
-    w_out = window_output_size(w, 3, 1, pads[2], pads[3])
-    tiles_h, tiles_w = tiles(h_out, w_out)
-    t = n * tiles_h * tiles_w
+    c_in, c_out = kernel.shape[2:]
+    t = _output_tiles(x.shape, pads)[-1]
     if workspace is None:
         workspace = np.empty(16 * t * (c_in + c_out), dtype=x.dtype)
     v = workspace[:16 * t * c_in].reshape(16, t, c_in)
     m = workspace[16 * t * c_in:16 * t * (c_in + c_out)].reshape(16, t, c_out)
     u = winograd_kernel(kernel) if kernel_u is None else kernel_u
-    _winograd_input(x, pads[0], pads[2], tiles_h, tiles_w, v)
-    np.matmul(v, u, out=m)                                  # the 16 products, one call
-    b = bias if bias is not None else np.zeros(c_out, dtype=x.dtype)
-    y = np.empty((n, h_out, w_out, c_out), dtype=x.dtype)
-    logits = np.empty_like(y) if keep_logits else y
-    _winograd_output(m, b, activation, tiles_h, tiles_w, y, logits, keep_logits)
-    return y, (logits if keep_logits else None)
+    return _transform_multiply_transform(x, u, bias, pads, activation, keep_logits, v, m)
 
 
 def conv3x3_winograd_reference(x, kernel, bias, pads, activation=0, keep_logits=False):
