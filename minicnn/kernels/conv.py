@@ -29,9 +29,10 @@ from minicnn.kernels.winograd import (
     winograd_workspace_per_image,
 )
 
-# Inference takes Winograd's F(2x2, 3x3) for 3x3 stride-1 kernels with at least this many
-# input channels (with fewer, its (T, C_in) @ (C_in, C_out) products are too thin for BLAS
-# to gain from doing 2.25x less work); None turns it off. See winograd_enabled().
+# 3x3 stride-1 kernels with at least this many input channels are computed by Winograd's
+# F(2x2, 3x3) (with fewer, its (T, C_in) @ (C_in, C_out) products are too thin for BLAS to
+# gain from doing 2.25x less work); None turns it off. Conv2D's setting:
+# minicnn.layers.set_winograd_min_channels.
 WINOGRAD_MIN_CHANNELS = 64
 
 
@@ -69,7 +70,7 @@ def conv2d_forward(x, kernel, bias, strides, pads, activation=0, keep_cache=True
 
 
 def uses_winograd(kernel_shape, strides, activation, min_channels=WINOGRAD_MIN_CHANNELS):
-    """Whether conv2d_inference computes this convolution by F(2x2, 3x3)."""
+    """Whether this convolution is computed by F(2x2, 3x3) (at inference and in training)."""
     k_h, k_w, c_in, _ = kernel_shape
     return (min_channels is not None and (k_h, k_w) == (3, 3) and tuple(strides) == (1, 1)
             and activation in (0, 1, 2) and c_in >= min_channels)
@@ -115,7 +116,8 @@ def conv2d_inference(x, kernel, bias, strides, pads, activation=0, max_workspace
             y[part], part_logits = conv3x3_winograd(x[part], kernel, bias, pads, activation,
                                                     keep_logits, workspace, kernel_u)
         else:
-            cols = workspace[:count * per_image // x.dtype.itemsize].reshape(count * h_out * w_out, -1)
+            cols = workspace[:count * per_image // x.dtype.itemsize]
+            cols = cols.reshape(count * h_out * w_out, -1)
             y[part], part_logits, _ = conv2d_forward(x[part], kernel, bias, strides, pads,
                                                      activation, keep_cache=False, cols_out=cols)
         if keep_logits:
