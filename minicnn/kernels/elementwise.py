@@ -17,6 +17,8 @@ The backward is written in terms of the output y, so forward keeps y (not z).
 import numpy as np
 from numba import njit, prange
 
+from minicnn.kernels.workspace import workspace
+
 ACTIVATION_CODES = {"linear": 0, "relu": 1, "sigmoid": 2, "softmax": 3}
 
 
@@ -130,8 +132,7 @@ def activation_backward_and_bias_grad(dy, y, code, out=None):
     when given with that shape and dtype, and db (C,). Row sums are accumulated per task
     in float64, then added up, so db is at least as accurate as np.sum's.
     """
-    if out is None or out.shape != dy.shape or out.dtype != dy.dtype:
-        out = np.empty_like(dy)
+    out = workspace(out, dy.shape, dy.dtype)
     partial = np.zeros((min(64, max(1, dy.shape[0])), dy.shape[1]), dtype=np.float64)
     dz = _activation_backward_bias(dy, y, code, out, partial)
     return dz, partial.sum(axis=0).astype(dy.dtype)

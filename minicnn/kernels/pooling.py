@@ -12,6 +12,7 @@ import numpy as np
 from numba import njit, prange
 
 from minicnn.kernels.geometry import window_output_size
+from minicnn.kernels.workspace import workspace
 
 
 
@@ -116,8 +117,7 @@ def maxpool_backward_relu(dy, y, argmax, x_shape, out=None):
     maxpool_backward followed by activation_backward_and_bias_grad, without reading the
     ReLU's output or writing dX in between.
     """
-    if out is None or out.shape != tuple(x_shape) or out.dtype != dy.dtype:
-        out = np.empty(x_shape, dtype=dy.dtype)
+    out = workspace(out, x_shape, dy.dtype)
     partial = np.zeros((x_shape[0], x_shape[3]), dtype=np.float64)
     _maxpool_backward_relu(np.ascontiguousarray(dy), y, argmax, x_shape[1], x_shape[2], out, partial)
     return out, partial.sum(axis=0).astype(dy.dtype)

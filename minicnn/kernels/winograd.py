@@ -39,6 +39,7 @@ from numba import njit, prange
 from minicnn.kernels.elementwise import activate
 from minicnn.kernels.elementwise import layer_dz_and_db
 from minicnn.kernels.geometry import window_output_size
+from minicnn.kernels.workspace import workspace
 
 # B^T, G and A^T above, for the NumPy twin and the kernel transform.
 B_T = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], dtype=np.float64)
@@ -257,8 +258,8 @@ def winograd_forward(x, kernel, bias, pads, activation=0, v_out=None, m_out=None
     cache keeps v_out; M is free again once y is written)."""
     c_in, c_out = kernel.shape[2:]
     t = _output_tiles(x.shape, pads)[-1]
-    v = _workspace(v_out, (16, t, c_in), x.dtype)
-    m = _workspace(m_out, (16, t, c_out), x.dtype)
+    v = workspace(v_out, (16, t, c_in), x.dtype)
+    m = workspace(m_out, (16, t, c_out), x.dtype)
     u = winograd_kernel(kernel)
     y, logits = _transform_multiply_transform(np.ascontiguousarray(x), u, bias, pads,
                                               activation, activation == 2, v, m)
@@ -297,7 +298,7 @@ def winograd_backward(dy, cache: WinogradCache, need_dx=True, need_dw=True, need
     dz, db = layer_dz_and_db(dy, cache.y, cache.activation, from_logits, db, out=dz_out)
     v = cache.v
     tiles_h, tiles_w = tiles(*cache.y.shape[1:3])
-    dm = _workspace(dm_out, (16, v.shape[1], c_out), dy.dtype)
+    dm = workspace(dm_out, (16, v.shape[1], c_out), dy.dtype)
     _winograd_output_adjoint(dz.reshape(cache.y.shape), tiles_h, tiles_w, dm)
     dw = None
     if need_dw:
@@ -311,10 +312,6 @@ def winograd_backward(dy, cache: WinogradCache, need_dx=True, need_dw=True, need
         dx = np.zeros(cache.x_shape, dtype=dy.dtype)
         _winograd_input_adjoint(dv, cache.pads[0], cache.pads[2], tiles_h, tiles_w, dx)
     return dx, dw, (db if need_db else None)
-
-
-def _workspace(out, shape, dtype):
-    return out if out is not None and out.shape == shape and out.dtype == dtype else np.empty(shape, dtype)
 
 
 def winograd_workspace_per_image(h_out, w_out, c_in, c_out, itemsize):

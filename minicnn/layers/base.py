@@ -43,17 +43,6 @@ def unique_name(base: str) -> str:
     return base if count == 0 else f"{base}_{count}"
 
 
-def reuse(buffer, shape, dtype):
-    """`buffer` when it has this shape and dtype, else a new empty array.
-
-    Layers keep large scratch arrays (im2col matrices, dL/dZ) from one training step to
-    the next: a fresh array of 100 MB costs more in page faults than filling it.
-    """
-    if buffer is not None and buffer.shape == tuple(shape) and buffer.dtype == dtype:
-        return buffer
-    return np.empty(shape, dtype=dtype)
-
-
 class Layer:
     """Base class: naming, trainability, shape checks and weight access."""
 

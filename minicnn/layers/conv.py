@@ -4,7 +4,8 @@ from __future__ import annotations
 from minicnn.kernels import conv2d_backward, conv2d_forward, conv2d_inference
 from minicnn.kernels.conv import WINOGRAD_MIN_CHANNELS, uses_winograd
 from minicnn.kernels.winograd import WinogradCache, winograd_backward, winograd_forward
-from minicnn.layers.base import KernelLayer, reuse
+from minicnn.kernels.workspace import workspace
+from minicnn.layers.base import KernelLayer
 from minicnn.shapes import normalize_padding, normalize_tuple, window_2d
 
 # At inference a Conv2D runs its batch in micro-batches whose im2col matrix stays under
@@ -120,11 +121,11 @@ class Conv2D(KernelLayer):
     def _backward(self, dy, need_dx, from_logits, db=None):
         cache = self._require_cache()
         train = self.trainable
-        self._dz = reuse(self._dz, (cache.y.size // self.filters, self.filters), cache.y.dtype)
+        self._dz = workspace(self._dz, (cache.y.size // self.filters, self.filters), cache.y.dtype)
         # The cache is freed here, so its im2col matrix (or V) can take dZ @ W^T once dW
         # is done.
         if isinstance(cache, WinogradCache):
-            self._m = reuse(self._m, (16, cache.v.shape[1], self.filters), cache.y.dtype)
+            self._m = workspace(self._m, (16, cache.v.shape[1], self.filters), cache.y.dtype)
             dx, dw, db = winograd_backward(dy, cache, need_dx=need_dx, need_dw=train,
                                            need_db=train and self.use_bias,
                                            from_logits=from_logits, dm_out=self._m,

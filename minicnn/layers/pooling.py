@@ -6,7 +6,7 @@ from typing import NamedTuple
 import numpy as np
 
 from minicnn.kernels import maxpool_backward, maxpool_backward_relu, maxpool_forward
-from minicnn.layers.base import Layer, reuse
+from minicnn.layers.base import Layer
 from minicnn.shapes import normalize_padding, normalize_tuple, window_2d
 
 
@@ -72,8 +72,9 @@ class MaxPooling2D(Layer):
         ReLU's derivative and the bias gradient's sum, without the dX in between."""
         cache = self._require_cache()
         self.grads = []
-        self._dz = reuse(self._dz, cache.x_shape, dy.dtype)
-        return maxpool_backward_relu(dy, cache.y, cache.argmax, cache.x_shape, out=self._dz)
+        self._dz, db = maxpool_backward_relu(dy, cache.y, cache.argmax, cache.x_shape,
+                                             out=self._dz)
+        return self._dz, db
 
     def get_config(self):
         return {**super().get_config(), "pool_size": list(self.pool_size),
