@@ -126,18 +126,17 @@ def conv2d_inference(x, kernel, bias, strides, pads, activation=0, max_workspace
 
 
 def conv2d_backward(dy, cache: Conv2DCache, need_dx=True, need_dw=True, need_db=True,
-                    from_logits=False, dcols_out=None, dz_out=None, db=None):
+                    from_logits=False, dcols_out=None, db=None):
     """Returns (dX, dW, db), each None when not asked for; dy is not modified.
 
     With from_logits, dy is already dL/dZ (the loss differentiated the logits directly).
     dcols_out: optional workspace of cols's shape for dZ @ W_2d^T; a layer that is done
     with its cache passes cache.cols itself (dW has been taken from it by then).
-    dz_out: optional workspace of shape (N*H_out*W_out, C_out) for dZ. db: with
-    from_logits, the bias gradient when the caller has it already (the sum of dy over
+    db: with from_logits, the bias gradient when the caller has it already (the sum of dy over
     rows, e.g. from maxpool_backward_relu); dy is then used as dZ without a copy.
     """
     k_h, k_w, c_in, c_out = cache.kernel.shape
-    dz, db = layer_dz_and_db(dy, cache.y, cache.activation, from_logits, db, out=dz_out)
+    dz, db = layer_dz_and_db(dy, cache.y, cache.activation, from_logits, db)
     db = db if need_db else None
     dw = (cache.cols.T @ dz).reshape(cache.kernel.shape) if need_dw else None
     dx: Optional[np.ndarray] = None

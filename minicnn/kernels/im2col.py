@@ -52,8 +52,8 @@ def im2col(x, kernel_size, strides, pads, out=None):
     x: ndarray of shape (N, H, W, C_in); kernel_size (K_h, K_w); strides
     (S_h, S_w); pads (P_top, P_bottom, P_left, P_right).
     Returns cols: ndarray of shape (N*H_out*W_out, K_h*K_w*C_in), same dtype, written
-    into `out` when it is given with that shape and dtype (a reused workspace: a fresh
-    array of this size costs more in page faults than im2col itself).
+    into `out` when it is given with that shape and dtype (inference's micro-batch
+    workspace).
     """
     (k_h, k_w), (s_h, s_w), (top, bottom, left, right) = kernel_size, strides, pads
     n, _, _, c = x.shape

@@ -39,7 +39,6 @@ from numba import njit, prange
 from minicnn.kernels.elementwise import activate
 from minicnn.kernels.elementwise import layer_dz_and_db
 from minicnn.kernels.geometry import window_output_size
-from minicnn.kernels.workspace import workspace
 
 # B^T, G and A^T above, for the NumPy twin and the kernel transform.
 B_T = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], dtype=np.float64)
@@ -252,14 +251,13 @@ class WinogradCache(NamedTuple):
     activation: int
 
 
-def winograd_forward(x, kernel, bias, pads, activation=0, v_out=None, m_out=None):
+def winograd_forward(x, kernel, bias, pads, activation=0):
     """Forward for training: returns (y, logits, cache), logits as conv2d_forward's (Z after
-    a sigmoid, else None). v_out, m_out: optional workspaces of V's and M's shapes (the
-    cache keeps v_out; M is free again once y is written)."""
+    a sigmoid, else None). The cache keeps V; M is free again once y is written."""
     c_in, c_out = kernel.shape[2:]
     t = _output_tiles(x.shape, pads)[-1]
-    v = workspace(v_out, (16, t, c_in), x.dtype)
-    m = workspace(m_out, (16, t, c_out), x.dtype)
+    v = np.empty((16, t, c_in), dtype=x.dtype)
+    m = np.empty((16, t, c_out), dtype=x.dtype)
     u = winograd_kernel(kernel)
     y, logits = _transform_multiply_transform(np.ascontiguousarray(x), u, bias, pads,
                                               activation, activation == 2, v, m)
@@ -290,15 +288,14 @@ def _transform_multiply_transform(x, u, bias, pads, activation, keep_logits, v, 
 
 
 def winograd_backward(dy, cache: WinogradCache, need_dx=True, need_dw=True, need_db=True,
-                      from_logits=False, dm_out=None, dz_out=None, db=None):
+                      from_logits=False, db=None):
     """Returns (dX, dW, db) as conv2d_backward (db given: as there). dV is written over the cache's V (dU has
-    been taken from it by then), so the cache is spent. dm_out: optional workspace of
-    M's shape; dz_out: of shape (N*H_out*W_out, C_out)."""
+    been taken from it by then), so the cache is spent."""
     c_out = cache.kernel.shape[3]
-    dz, db = layer_dz_and_db(dy, cache.y, cache.activation, from_logits, db, out=dz_out)
+    dz, db = layer_dz_and_db(dy, cache.y, cache.activation, from_logits, db)
     v = cache.v
     tiles_h, tiles_w = tiles(*cache.y.shape[1:3])
-    dm = workspace(dm_out, (16, v.shape[1], c_out), dy.dtype)
+    dm = np.empty((16, v.shape[1], c_out), dtype=dy.dtype)
     _winograd_output_adjoint(dz.reshape(cache.y.shape), tiles_h, tiles_w, dm)
     dw = None
     if need_dw:

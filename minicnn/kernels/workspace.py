@@ -1,7 +1,8 @@
-"""Reused scratch arrays.
+"""Optional output arrays of the kernels.
 
-Training keeps large scratch arrays (im2col matrices, Winograd's tiles, dL/dZ) from one step
-to the next: a fresh array of 100 MB costs more in page faults than filling it.
+Kernels that fill a large array (im2col's matrix, dL/dZ) take an optional `out`, so that a
+caller can hand them a scratch array it already has, such as the micro-batch workspace of
+inference; without one, they allocate.
 """
 import numpy as np
 

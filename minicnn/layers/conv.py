@@ -4,7 +4,6 @@ from __future__ import annotations
 from minicnn.kernels import conv2d_backward, conv2d_forward, conv2d_inference
 from minicnn.kernels.conv import WINOGRAD_MIN_CHANNELS, uses_winograd
 from minicnn.kernels.winograd import WinogradCache, winograd_backward, winograd_forward
-from minicnn.kernels.workspace import workspace
 from minicnn.layers.base import KernelLayer
 from minicnn.shapes import normalize_padding, normalize_tuple, window_2d
 
@@ -72,9 +71,6 @@ class Conv2D(KernelLayer):
         self.kernel_size = normalize_tuple(kernel_size, 2, "kernel_size", label)
         self.strides = normalize_tuple(strides, 2, "strides", label)
         self.padding = normalize_padding(padding, label)
-        self._cols = None          # im2col workspace, reused from one training step to the next
-        self._dz = None            # dL/dZ workspace of backward
-        self._v = self._m = None   # Winograd's V and M (then dM) workspaces, the same way
 
     def compute_output_shape(self, input_shape):
         self._require_rank(input_shape, 4, "(N, H, W, C_in)")
@@ -102,14 +98,11 @@ class Conv2D(KernelLayer):
         if uses_winograd(self.kernel.shape, self.strides, self._activation_code,
                          _winograd_min_channels):
             y, self._logits, self._cache = winograd_forward(
-                x, self.kernel, self.bias, self._pads, self._activation_code,
-                v_out=self._v, m_out=self._m)
-            self._v = self._cache.v
+                x, self.kernel, self.bias, self._pads, self._activation_code)
             return y
         y, self._logits, self._cache = conv2d_forward(
             x, self.kernel, self.bias, self.strides, self._pads, self._activation_code,
-            keep_cache=True, cols_out=self._cols)
-        self._cols = self._cache.cols
+            keep_cache=True)
         return y
 
     def backward_from_dz(self, dz, db, need_dx=True):
@@ -121,20 +114,18 @@ class Conv2D(KernelLayer):
     def _backward(self, dy, need_dx, from_logits, db=None):
         cache = self._require_cache()
         train = self.trainable
-        self._dz = workspace(self._dz, (cache.y.size // self.filters, self.filters), cache.y.dtype)
         # The cache is freed here, so its im2col matrix (or V) can take dZ @ W^T once dW
-        # is done.
+        # is done. Scratch arrays are not kept between steps: the allocator hands the same
+        # memory back next step (minicnn.runtime), and the process holds only what one
+        # step needs at a time.
         if isinstance(cache, WinogradCache):
-            self._m = workspace(self._m, (16, cache.v.shape[1], self.filters), cache.y.dtype)
             dx, dw, db = winograd_backward(dy, cache, need_dx=need_dx, need_dw=train,
                                            need_db=train and self.use_bias,
-                                           from_logits=from_logits, dm_out=self._m,
-                                           dz_out=self._dz, db=db)
+                                           from_logits=from_logits, db=db)
         else:
             dx, dw, db = conv2d_backward(dy, cache, need_dx=need_dx, need_dw=train,
                                          need_db=train and self.use_bias,
-                                         from_logits=from_logits, dcols_out=cache.cols,
-                                         dz_out=self._dz, db=db)
+                                         from_logits=from_logits, dcols_out=cache.cols, db=db)
         self._set_grads(dw, db)
         return dx
 

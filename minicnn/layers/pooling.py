@@ -42,7 +42,6 @@ class MaxPooling2D(Layer):
         self.strides = self.pool_size if strides is None else \
             normalize_tuple(strides, 2, "strides", label)
         self.padding = normalize_padding(padding, label)
-        self._dz = None            # backward_through_relu's output, reused between steps
 
     def compute_output_shape(self, input_shape):
         self._require_rank(input_shape, 4, "(N, H, W, C)")
@@ -72,9 +71,7 @@ class MaxPooling2D(Layer):
         ReLU's derivative and the bias gradient's sum, without the dX in between."""
         cache = self._require_cache()
         self.grads = []
-        self._dz, db = maxpool_backward_relu(dy, cache.y, cache.argmax, cache.x_shape,
-                                             out=self._dz)
-        return self._dz, db
+        return maxpool_backward_relu(dy, cache.y, cache.argmax, cache.x_shape)
 
     def get_config(self):
         return {**super().get_config(), "pool_size": list(self.pool_size),
