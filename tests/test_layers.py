@@ -10,6 +10,8 @@ import pytest
 from hypothesis import given, strategies as st
 
 from minicnn import gradcheck, layers
+from minicnn.kernels import ACTIVATION_CODES, Conv2DCache, winograd
+from minicnn.kernels.conv import RecomputeCache, micro_batches
 from minicnn.shapes import window_2d
 
 from strategies import windows
@@ -188,6 +190,58 @@ def test_micro_batched_inference_equals_the_whole_batch(geometry, filters, activ
     np.testing.assert_allclose(parts, whole, rtol=1e-12, atol=1e-12)
     if activation == "sigmoid":
         assert layer.output_logits().shape == whole.shape
+
+
+@given(windows(max_size=8, max_k=3, max_c=3, max_n=5), st.integers(1, 4),
+       st.sampled_from([None, "relu", "sigmoid"]), st.sampled_from([None, 1]),
+       st.integers(1, 3), st.booleans(), st.integers(0, 2 ** 32 - 1))
+def test_training_within_a_workspace_limit_equals_the_whole_batch(
+        geometry, filters, activation, winograd_min_channels, images, need_dx, seed):
+    # Under the limit the forward keeps X rather than the patches (or Winograd's tiles)
+    # and the backward rebuilds them a few images at a time: the same output and gradients.
+    x_shape, k, s, padding = geometry
+    x = _input(x_shape, seed)
+    out_shape = layers.Conv2D(filters, k, strides=s, padding=padding).compute_output_shape(x_shape)
+    dy = np.random.default_rng(seed + 1).standard_normal((x_shape[0],) + out_shape[1:])
+
+    def run(limit):
+        previous = layers.set_workspace_limit(limit)
+        previous_winograd = layers.set_winograd_min_channels(winograd_min_channels)
+        try:
+            layer = layers.Conv2D(filters, k, strides=s, padding=padding, activation=activation,
+                                  dtype="float64")
+            layer.build(x_shape)
+            layer.set_weights([w.copy() for w in weights])
+            y = layer.forward(x, training=True)
+            cache = layer._cache
+            logits = layer.output_logits() if activation == "sigmoid" else None
+            dx = layer.backward(dy, need_dx=need_dx)
+            return y, logits, dx, [g.copy() for g in layer.grads], cache
+        finally:
+            layers.set_workspace_limit(previous)
+            layers.set_winograd_min_channels(previous_winograd)
+
+    probe = layers.Conv2D(filters, k, strides=s, padding=padding, dtype="float64")
+    probe.build(x_shape)
+    weights = [np.random.default_rng(seed + 2).standard_normal(w.shape) for w in probe.get_weights()]
+    plan = micro_batches(x_shape, probe.kernel.shape, probe.strides, probe._pads,
+                         ACTIVATION_CODES[activation or "linear"], 8, None, winograd_min_channels)
+    limit = images * plan.per_image
+    y, logits, dx, grads, cache = run(limit)
+    y_ref, logits_ref, dx_ref, grads_ref, cache_ref = run(None)
+    assert isinstance(cache_ref, (Conv2DCache, winograd.WinogradCache))
+    if images < x_shape[0]:
+        assert isinstance(cache, RecomputeCache) and cache.chunk == images
+        assert cache.chunk * plan.per_image <= limit
+    np.testing.assert_allclose(y, y_ref, rtol=1e-12, atol=1e-12)
+    if logits_ref is not None:
+        np.testing.assert_allclose(logits, logits_ref, rtol=1e-12, atol=1e-12)
+    if need_dx:
+        np.testing.assert_allclose(dx, dx_ref, rtol=1e-10, atol=1e-10)
+    else:
+        assert dx is None and dx_ref is None
+    for got, expected in zip(grads, grads_ref, strict=True):
+        np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-10)
 
 
 def test_workspace_limit_must_be_positive():

@@ -102,9 +102,18 @@ def test_unbuilt_model_builds_on_first_data():
 
 # -- gradients of a whole model ------------------------------------------------------
 
-@pytest.mark.parametrize("dropout", [False, True])
-def test_whole_model_gradient_check(dropout):
-    # The lecture's pattern (conv/pool pairs, flatten, [dropout], dense relu, dense sigmoid), small.
+@pytest.mark.parametrize("dropout, workspace_limit", [(False, None), (True, None), (False, 1)])
+def test_whole_model_gradient_check(dropout, workspace_limit):
+    # The lecture's pattern (conv/pool pairs, flatten, [dropout], dense relu, dense sigmoid),
+    # small; with a workspace limit of 1 byte every convolution trains one image at a time.
+    previous = layers.set_workspace_limit(workspace_limit)
+    try:
+        _whole_model_gradient_check(dropout)
+    finally:
+        layers.set_workspace_limit(previous)
+
+
+def _whole_model_gradient_check(dropout):
     model = mc.Sequential(
         [layers.Conv2D(4, 3, activation="relu", input_shape=(14, 14, 2)), layers.MaxPooling2D(2),
          layers.Conv2D(3, 3, activation="relu"), layers.MaxPooling2D(2), layers.Flatten()]

@@ -24,8 +24,11 @@ from minicnn.kernels.elementwise import bias_activation, layer_dz_and_db
 from minicnn.kernels.geometry import window_output_size
 from minicnn.kernels.im2col import col2im, im2col
 from minicnn.kernels.winograd import (
+    WinogradCache,
     conv3x3_winograd,
+    winograd_backward,
     winograd_kernel,
+    winograd_tiles,
     winograd_workspace_per_image,
 )
 
@@ -76,6 +79,31 @@ def uses_winograd(kernel_shape, strides, activation, min_channels=WINOGRAD_MIN_C
             and activation in (0, 1, 2) and c_in >= min_channels)
 
 
+class MicroBatches(NamedTuple):
+    chunk: int                  # images per micro-batch (the whole batch when it fits)
+    per_image: int              # workspace bytes of one image: im2col's rows, or V and M
+    winograd: bool              # computed by F(2x2, 3x3) rather than im2col
+    out_shape: tuple            # (N, H_out, W_out, C_out)
+
+
+def micro_batches(x_shape, kernel_shape, strides, pads, activation, itemsize,
+                  max_workspace=None, winograd_min_channels=WINOGRAD_MIN_CHANNELS) -> MicroBatches:
+    """How many images a micro-batch holds so that its workspace (im2col's matrix, or
+    Winograd's V and M) stays within max_workspace bytes: at least one image, the whole
+    batch when max_workspace is None."""
+    n, h, w, _ = x_shape
+    k_h, k_w, c_in, c_out = kernel_shape
+    h_out = window_output_size(h, k_h, strides[0], pads[0], pads[1])
+    w_out = window_output_size(w, k_w, strides[1], pads[2], pads[3])
+    winograd = uses_winograd(kernel_shape, strides, activation, winograd_min_channels)
+    if winograd:
+        per_image = winograd_workspace_per_image(h_out, w_out, c_in, c_out, itemsize)
+    else:
+        per_image = h_out * w_out * k_h * k_w * c_in * itemsize
+    chunk = n if max_workspace is None else max(1, min(n, int(max_workspace // max(per_image, 1))))
+    return MicroBatches(chunk, per_image, winograd, (n, h_out, w_out, c_out))
+
+
 def conv2d_inference(x, kernel, bias, strides, pads, activation=0, max_workspace=None,
                      winograd_min_channels=WINOGRAD_MIN_CHANNELS):
     """conv2d_forward without a cache, in micro-batches of images whose workspace stays
@@ -91,16 +119,9 @@ def conv2d_inference(x, kernel, bias, strides, pads, activation=0, max_workspace
     for every micro-batch, instead of the whole batch's patches (1 GB for VGG16's
     block1_conv2 at batch 20).
     """
-    n, h, w, _ = x.shape
-    k_h, k_w, c_in, c_out = kernel.shape
-    h_out = window_output_size(h, k_h, strides[0], pads[0], pads[1])
-    w_out = window_output_size(w, k_w, strides[1], pads[2], pads[3])
-    winograd = uses_winograd(kernel.shape, strides, activation, winograd_min_channels)
-    if winograd:
-        per_image = winograd_workspace_per_image(h_out, w_out, c_in, c_out, x.dtype.itemsize)
-    else:
-        per_image = h_out * w_out * k_h * k_w * c_in * x.dtype.itemsize
-    chunk = n if max_workspace is None else max(1, min(n, int(max_workspace // max(per_image, 1))))
+    chunk, per_image, winograd, (n, h_out, w_out, c_out) = micro_batches(
+        x.shape, kernel.shape, strides, pads, activation, x.dtype.itemsize, max_workspace,
+        winograd_min_channels)
     keep_logits = activation == 2
     if not winograd and chunk >= n:
         y, logits, _ = conv2d_forward(x, kernel, bias, strides, pads, activation, keep_cache=False)
@@ -123,6 +144,70 @@ def conv2d_inference(x, kernel, bias, strides, pads, activation=0, max_workspace
         if keep_logits:
             logits[part] = part_logits
     return y, logits
+
+
+class RecomputeCache(NamedTuple):
+    """What a training forward within a workspace bound keeps: the input instead of its
+    patches (or Winograd's tiles), which the backward rebuilds one micro-batch at a time."""
+    x: np.ndarray               # (N, H, W, C_in)
+    kernel: np.ndarray          # (K_h, K_w, C_in, C_out)
+    y: np.ndarray               # (N, H_out, W_out, C_out), the activated output
+    strides: tuple
+    pads: tuple
+    activation: int
+    chunk: int                  # images per micro-batch
+    winograd: bool
+
+
+def conv2d_forward_bounded(x, kernel, bias, strides, pads, activation, max_workspace,
+                           winograd_min_channels=WINOGRAD_MIN_CHANNELS):
+    """The training forward when the whole batch's workspace would exceed max_workspace
+    bytes: y and logits as conv2d_forward's, computed in micro-batches (conv2d_inference),
+    and a RecomputeCache for conv2d_backward_bounded. Returns (y, logits, cache)."""
+    y, logits = conv2d_inference(x, kernel, bias, strides, pads, activation, max_workspace,
+                                 winograd_min_channels)
+    plan = micro_batches(x.shape, kernel.shape, strides, pads, activation, x.dtype.itemsize,
+                         max_workspace, winograd_min_channels)
+    cache = RecomputeCache(x, kernel, y, tuple(strides), tuple(pads), activation, plan.chunk,
+                           plan.winograd)
+    return y, logits, cache
+
+
+def conv2d_backward_bounded(dy, cache: RecomputeCache, need_dx=True, need_dw=True,
+                            need_db=True, from_logits=False, db=None):
+    """conv2d_backward for a RecomputeCache: dZ and db for the whole batch, then per
+    micro-batch of images the patches (or V) again from X, its share of dW, and its
+    images' dX (each image's dX depends on that image's dZ only):
+
+        dW = sum over micro-batches of cols_part^T @ dZ_part
+
+    Returns (dX, dW, db) as conv2d_backward."""
+    dz, db = layer_dz_and_db(dy, cache.y, cache.activation, from_logits, db)
+    dz = dz.reshape(cache.y.shape)
+    x, kernel = cache.x, cache.kernel
+    dw = np.zeros(kernel.shape, dtype=dz.dtype) if need_dw else None
+    dx = np.empty(x.shape, dtype=dz.dtype) if need_dx else None
+    kernel_u = winograd_kernel(kernel) if cache.winograd else None
+    for start in range(0, x.shape[0], cache.chunk):
+        part = slice(start, start + cache.chunk)
+        xp, yp = np.ascontiguousarray(x[part]), cache.y[part]
+        if cache.winograd:
+            part_cache = WinogradCache(winograd_tiles(xp, cache.pads), kernel, kernel_u, yp,
+                                       xp.shape, cache.pads, cache.activation)
+            dx_part, dw_part, _ = winograd_backward(dz[part], part_cache, need_dx, need_dw,
+                                                    need_db=False, from_logits=True, db=db)
+        else:
+            cols = im2col(xp, kernel.shape[:2], cache.strides, cache.pads)
+            part_cache = Conv2DCache(cols, kernel, yp, xp.shape, cache.strides, cache.pads,
+                                     cache.activation)
+            dx_part, dw_part, _ = conv2d_backward(dz[part], part_cache, need_dx, need_dw,
+                                                  need_db=False, from_logits=True,
+                                                  dcols_out=cols, db=db)
+        if need_dw:
+            dw += dw_part
+        if need_dx:
+            dx[part] = dx_part
+    return dx, dw, (db if need_db else None)
 
 
 def conv2d_backward(dy, cache: Conv2DCache, need_dx=True, need_dw=True, need_db=True,

@@ -265,6 +265,13 @@ def winograd_forward(x, kernel, bias, pads, activation=0):
     return y, logits, cache
 
 
+def winograd_tiles(x, pads):
+    """V = B^T d B of every input tile of x (N, H, W, C_in): (16, T, C_in)."""
+    _, _, tiles_h, tiles_w, t = _output_tiles(x.shape, pads)
+    v = np.empty((16, t, x.shape[3]), dtype=x.dtype)
+    return _winograd_input(np.ascontiguousarray(x), pads[0], pads[2], tiles_h, tiles_w, v)
+
+
 def _output_tiles(x_shape, pads):
     """(H_out, W_out, tiles_h, tiles_w, T) of a 3x3 stride-1 convolution of x_shape."""
     n, h, w, _ = x_shape

@@ -2,13 +2,21 @@
 from __future__ import annotations
 
 from minicnn.kernels import conv2d_backward, conv2d_forward, conv2d_inference
-from minicnn.kernels.conv import WINOGRAD_MIN_CHANNELS, uses_winograd
+from minicnn.kernels.conv import (
+    WINOGRAD_MIN_CHANNELS,
+    RecomputeCache,
+    conv2d_backward_bounded,
+    conv2d_forward_bounded,
+    micro_batches,
+)
 from minicnn.kernels.winograd import WinogradCache, winograd_backward, winograd_forward
 from minicnn.layers.base import KernelLayer
 from minicnn.shapes import normalize_padding, normalize_tuple, window_2d
 
-# At inference a Conv2D runs its batch in micro-batches whose im2col matrix stays under
-# this many bytes (set_workspace_limit); training keeps the whole batch's matrix for dW.
+# A Conv2D's workspace (its im2col matrix, or Winograd's tiles) stays under this many bytes
+# (set_workspace_limit): at inference by micro-batches of images; in training too, when
+# the whole batch's would not fit, by keeping the input and rebuilding the patches one
+# micro-batch at a time in backward.
 _workspace_limit = 256 * 2 ** 20
 # 3x3 stride-1 kernels with at least this many input channels are computed by Winograd's
 # F(2x2, 3x3), in training and at inference (set_winograd_min_channels).
@@ -16,8 +24,9 @@ _winograd_min_channels = WINOGRAD_MIN_CHANNELS
 
 
 def set_workspace_limit(nbytes) -> int:
-    """Bound the im2col workspace of every Conv2D at inference (bytes; None: no bound).
-    Returns the previous bound. At least one image's patches are always used."""
+    """Bound the workspace of every Conv2D (bytes; None: no bound), in training and at
+    inference: its im2col matrix, or Winograd's transformed tiles, are built for as many
+    images at a time as fit (at least one). Returns the previous bound."""
     global _workspace_limit
     if nbytes is not None and (isinstance(nbytes, bool) or not isinstance(nbytes, int)
                                or nbytes <= 0):
@@ -57,6 +66,8 @@ class Conv2D(KernelLayer):
         cols = im2col(X)  (N*H_out*W_out, K_h*K_w*C_in);   Z = cols @ W_2d + b
     Forward caches cols, W and Y. Backward, with dZ = act'(dY):
         dW = cols^T @ dZ,   db = sum_{n,i,j} dZ,   dX = col2im(dZ @ W_2d^T)
+    When the whole batch's cols would exceed the workspace limit (set_workspace_limit),
+    forward keeps X instead and backward rebuilds cols for a few images at a time.
     3x3 stride-1 kernels over enough input channels take Winograd's F(2x2, 3x3) instead
     (minicnn.kernels.winograd): the same Z and gradients, with 2.25x fewer multiply-adds.
     """
@@ -95,8 +106,15 @@ class Conv2D(KernelLayer):
                                                max_workspace=_workspace_limit,
                                                winograd_min_channels=_winograd_min_channels)
             return y
-        if uses_winograd(self.kernel.shape, self.strides, self._activation_code,
-                         _winograd_min_channels):
+        plan = micro_batches(x.shape, self.kernel.shape, self.strides, self._pads,
+                             self._activation_code, x.dtype.itemsize, _workspace_limit,
+                             _winograd_min_channels)
+        if plan.chunk < x.shape[0]:
+            y, self._logits, self._cache = conv2d_forward_bounded(
+                x, self.kernel, self.bias, self.strides, self._pads, self._activation_code,
+                _workspace_limit, _winograd_min_channels)
+            return y
+        if plan.winograd:
             y, self._logits, self._cache = winograd_forward(
                 x, self.kernel, self.bias, self._pads, self._activation_code)
             return y
@@ -118,7 +136,11 @@ class Conv2D(KernelLayer):
         # is done. Scratch arrays are not kept between steps: the allocator hands the same
         # memory back next step (minicnn.runtime), and the process holds only what one
         # step needs at a time.
-        if isinstance(cache, WinogradCache):
+        if isinstance(cache, RecomputeCache):
+            dx, dw, db = conv2d_backward_bounded(dy, cache, need_dx=need_dx, need_dw=train,
+                                                 need_db=train and self.use_bias,
+                                                 from_logits=from_logits, db=db)
+        elif isinstance(cache, WinogradCache):
             dx, dw, db = winograd_backward(dy, cache, need_dx=need_dx, need_dw=train,
                                            need_db=train and self.use_bias,
                                            from_logits=from_logits, db=db)
