@@ -5,7 +5,17 @@
    spins for a while and steals the cores BLAS needs next. Set before Numba starts its
    thread pool; a value of OMP_WAIT_POLICY the user set wins.
 
-2. Freed memory stays in the process for reuse (glibc only). glibc hands every allocation
+2. OpenBLAS's idle threads sleep at once. After every matrix product OpenBLAS's worker
+   threads keep polling for work (sched_yield) for 2^28 cycles, about 0.1 s, and in that
+   time they take the cores from the Numba kernel that runs next. OPENBLAS_THREAD_TIMEOUT=12
+   (2^12 cycles) puts them to sleep almost at once. OpenBLAS reads it when NumPy loads it,
+   so it applies when minicnn is imported before NumPy (the minicnn command, the benchmarks
+   and the examples do); a program that imports NumPy first can set it in the environment.
+   A value the user set wins. Measured on 2 cores, alternating processes: the lecture CNN's
+   training step at batch 20 270-308 -> 238-258 ms, VGG16 inference at batch 20 1.63-1.65
+   -> 1.35-1.38 s.
+
+3. Freed memory stays in the process for reuse (glibc only). glibc hands every allocation
    above 32 MB to the kernel with mmap and gives it back on free, so every training step
    faults its fresh arrays (im2col matrices, 150x150 activations: hundreds of MB) back in,
    page by page, zeroed by the kernel, which costs more than the arithmetic on them. With
@@ -25,6 +35,7 @@ TRIM_THRESHOLD_BYTES = 1 << 30
 
 def _wait_passively() -> None:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "12")
 
 
 def _keep_freed_memory() -> bool:
