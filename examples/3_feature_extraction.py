@@ -17,12 +17,11 @@ history.png and test.json.
 """
 import os
 
-import numpy as np
-
-import minicnn as mc
+import minicnn as mc   # before NumPy: minicnn.runtime sets OpenBLAS's thread timeout
 from minicnn import layers, optimizers
 from minicnn.applications import VGG16
 from minicnn.preprocessing.image import ImageDataGenerator, generator_next
+import numpy as np
 
 import _common                                      # the command line, folders and output files
 

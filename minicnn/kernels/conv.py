@@ -128,7 +128,9 @@ def conv2d_inference(x, kernel, bias, strides, pads, activation=0, max_workspace
         return y, logits
     y = np.empty((n, h_out, w_out, c_out), dtype=x.dtype)
     logits = np.empty_like(y) if keep_logits else None
-    workspace = np.empty(chunk * per_image // x.dtype.itemsize, dtype=x.dtype)
+    # (Winograd's V and M take one tile more each: winograd.tile_array)
+    workspace = np.empty(chunk * per_image // x.dtype.itemsize
+                         + (16 * (kernel.shape[2] + c_out) if winograd else 0), dtype=x.dtype)
     kernel_u = winograd_kernel(kernel) if winograd else None
     for start in range(0, n, chunk):
         part = slice(start, min(start + chunk, n))

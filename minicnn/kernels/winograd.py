@@ -110,6 +110,31 @@ def _a_rows(o0, o1, o2, o3, z0, z1):
         o3[ch] = -z1[ch]
 
 
+@njit(cache=True, nogil=True)
+def _input_tile(x, img, ih, iw, v, t):
+    """V[:, t] = B^T d B for the 4x4 tile of x at rows ih.., columns iw.. when it lies wholly
+    inside x (every tile but the border ones): per channel, 16 loads, the two passes of B^T
+    on scalars and 16 stores, a loop the compiler vectorizes over channels."""
+    x0, x1, x2, x3 = x[img, ih], x[img, ih + 1], x[img, ih + 2], x[img, ih + 3]  # (W, C) rows
+    for ch in range(x.shape[3]):
+        d00, d01, d02, d03 = x0[iw, ch], x0[iw + 1, ch], x0[iw + 2, ch], x0[iw + 3, ch]
+        d10, d11, d12, d13 = x1[iw, ch], x1[iw + 1, ch], x1[iw + 2, ch], x1[iw + 3, ch]
+        d20, d21, d22, d23 = x2[iw, ch], x2[iw + 1, ch], x2[iw + 2, ch], x2[iw + 3, ch]
+        d30, d31, d32, d33 = x3[iw, ch], x3[iw + 1, ch], x3[iw + 2, ch], x3[iw + 3, ch]
+        s00 = d00 - d20; s10 = d10 + d20; s20 = d20 - d10; s30 = d10 - d30
+        s01 = d01 - d21; s11 = d11 + d21; s21 = d21 - d11; s31 = d11 - d31
+        s02 = d02 - d22; s12 = d12 + d22; s22 = d22 - d12; s32 = d12 - d32
+        s03 = d03 - d23; s13 = d13 + d23; s23 = d23 - d13; s33 = d13 - d33
+        v[0, t, ch] = s00 - s02; v[1, t, ch] = s01 + s02
+        v[2, t, ch] = s02 - s01; v[3, t, ch] = s01 - s03
+        v[4, t, ch] = s10 - s12; v[5, t, ch] = s11 + s12
+        v[6, t, ch] = s12 - s11; v[7, t, ch] = s11 - s13
+        v[8, t, ch] = s20 - s22; v[9, t, ch] = s21 + s22
+        v[10, t, ch] = s22 - s21; v[11, t, ch] = s21 - s23
+        v[12, t, ch] = s30 - s32; v[13, t, ch] = s31 + s32
+        v[14, t, ch] = s32 - s31; v[15, t, ch] = s31 - s33
+
+
 @njit(parallel=True, cache=True, nogil=True)
 def _winograd_input(x, pad_top, pad_left, tiles_h, tiles_w, v):
     n, h, w, c = x.shape
@@ -118,9 +143,14 @@ def _winograd_input(x, pad_top, pad_left, tiles_h, tiles_w, v):
         ti = r % tiles_h
         d = np.empty((16, c), dtype=x.dtype)    # the 4x4 input tile: row 4*a + b
         s = np.empty((16, c), dtype=x.dtype)    # B^T d
+        ih0 = 2 * ti - pad_top
         for tj in range(tiles_w):
             t = r * tiles_w + tj
-            for a in range(4):
+            iw0 = 2 * tj - pad_left
+            if 0 <= ih0 and ih0 + 4 <= h and 0 <= iw0 and iw0 + 4 <= w:
+                _input_tile(x, img, ih0, iw0, v, t)
+                continue
+            for a in range(4):              # a border tile: zeros outside x
                 ih = 2 * ti - pad_top + a
                 for b in range(4):
                     iw = 2 * tj - pad_left + b
@@ -148,6 +178,36 @@ def _bias_activation_row(y, logits, keep_logits, z, bias, code):
         y[ch] = activate(v, code)
 
 
+@njit(cache=True, nogil=True)
+def _output_tile(m, t, bias, code, y, logits, keep_logits, img, i, j):
+    """Y[img, i:i+2, j:j+2] = act(A^T M[:, t] A + b) for a tile whose 2x2 outputs all lie
+    inside Y: per channel, 16 loads, A^T twice on scalars, 4 stores (vectorized over
+    channels)."""
+    for ch in range(y.shape[3]):
+        m00 = m[0, t, ch]; m01 = m[1, t, ch]; m02 = m[2, t, ch]; m03 = m[3, t, ch]
+        m10 = m[4, t, ch]; m11 = m[5, t, ch]; m12 = m[6, t, ch]; m13 = m[7, t, ch]
+        m20 = m[8, t, ch]; m21 = m[9, t, ch]; m22 = m[10, t, ch]; m23 = m[11, t, ch]
+        m30 = m[12, t, ch]; m31 = m[13, t, ch]; m32 = m[14, t, ch]; m33 = m[15, t, ch]
+        p00 = m00 + m10 + m20; p10 = m10 - m20 - m30
+        p01 = m01 + m11 + m21; p11 = m11 - m21 - m31
+        p02 = m02 + m12 + m22; p12 = m12 - m22 - m32
+        p03 = m03 + m13 + m23; p13 = m13 - m23 - m33
+        b = bias[ch]
+        z00 = p00 + p01 + p02 + b
+        z01 = p01 - p02 - p03 + b
+        z10 = p10 + p11 + p12 + b
+        z11 = p11 - p12 - p13 + b
+        if keep_logits:
+            logits[img, i, j, ch] = z00
+            logits[img, i, j + 1, ch] = z01
+            logits[img, i + 1, j, ch] = z10
+            logits[img, i + 1, j + 1, ch] = z11
+        y[img, i, j, ch] = activate(z00, code)
+        y[img, i, j + 1, ch] = activate(z01, code)
+        y[img, i + 1, j, ch] = activate(z10, code)
+        y[img, i + 1, j + 1, ch] = activate(z11, code)
+
+
 @njit(parallel=True, cache=True, nogil=True)
 def _winograd_output(m, bias, code, tiles_h, tiles_w, y, logits, keep_logits):
     n, h_out, w_out, c = y.shape
@@ -158,7 +218,10 @@ def _winograd_output(m, bias, code, tiles_h, tiles_w, y, logits, keep_logits):
         z = np.empty((4, c), dtype=y.dtype)     # A^T M A: row 2*u + v
         for tj in range(tiles_w):
             t = r * tiles_w + tj
-            for b in range(4):              # A^T M: down each column b
+            if 2 * ti + 2 <= h_out and 2 * tj + 2 <= w_out:
+                _output_tile(m, t, bias, code, y, logits, keep_logits, img, 2 * ti, 2 * tj)
+                continue
+            for b in range(4):              # a border tile: part of it outside y
                 _at_rows(p[b], p[4 + b], m[b, t], m[4 + b, t], m[8 + b, t], m[12 + b, t])
             for u in range(2):              # (A^T M) A: along each row u
                 _at_rows(z[2 * u], z[2 * u + 1], p[4 * u], p[4 * u + 1], p[4 * u + 2], p[4 * u + 3])
@@ -251,13 +314,26 @@ class WinogradCache(NamedTuple):
     activation: int
 
 
+def tile_array(t, c, dtype, buffer=None):
+    """An array of shape (16, T', C) for V, M or dM, T' = T or T + 1, whichever is odd; only
+    the first T rows of each of the 16 matrices are used. With T*C values between the 16
+    matrices (a multiple of 4 KB for many layers) the 16 values a transform writes or reads
+    per channel would all fall in the same cache sets: the transforms ran up to 4x slower.
+    An odd number of tiles apart, they spread over the sets. buffer: flat memory of at least
+    16*T'*C values to take it from."""
+    rows = t | 1
+    if buffer is None:
+        return np.empty((16, rows, c), dtype=dtype)
+    return buffer[:16 * rows * c].reshape(16, rows, c)
+
+
 def winograd_forward(x, kernel, bias, pads, activation=0):
     """Forward for training: returns (y, logits, cache), logits as conv2d_forward's (Z after
     a sigmoid, else None). The cache keeps V; M is free again once y is written."""
     c_in, c_out = kernel.shape[2:]
     t = _output_tiles(x.shape, pads)[-1]
-    v = np.empty((16, t, c_in), dtype=x.dtype)
-    m = np.empty((16, t, c_out), dtype=x.dtype)
+    v = tile_array(t, c_in, x.dtype)
+    m = tile_array(t, c_out, x.dtype)
     u = winograd_kernel(kernel)
     y, logits = _transform_multiply_transform(np.ascontiguousarray(x), u, bias, pads,
                                               activation, activation == 2, v, m)
@@ -268,7 +344,7 @@ def winograd_forward(x, kernel, bias, pads, activation=0):
 def winograd_tiles(x, pads):
     """V = B^T d B of every input tile of x (N, H, W, C_in): (16, T, C_in)."""
     _, _, tiles_h, tiles_w, t = _output_tiles(x.shape, pads)
-    v = np.empty((16, t, x.shape[3]), dtype=x.dtype)
+    v = tile_array(t, x.shape[3], x.dtype)
     return _winograd_input(np.ascontiguousarray(x), pads[0], pads[2], tiles_h, tiles_w, v)
 
 
@@ -283,10 +359,10 @@ def _output_tiles(x_shape, pads):
 
 def _transform_multiply_transform(x, u, bias, pads, activation, keep_logits, v, m):
     """V = B^T d B into v, M = V @ U into m, then y = act(A^T M A + b). Returns (y, logits)."""
-    h_out, w_out, tiles_h, tiles_w, _ = _output_tiles(x.shape, pads)
+    h_out, w_out, tiles_h, tiles_w, t = _output_tiles(x.shape, pads)
     c_out = u.shape[2]
     _winograd_input(x, pads[0], pads[2], tiles_h, tiles_w, v)
-    np.matmul(v, u, out=m)                                  # the 16 products, one call
+    np.matmul(v[:, :t], u, out=m[:, :t])                    # the 16 products, one call
     b = bias if bias is not None else np.zeros(c_out, dtype=x.dtype)
     y = np.empty((x.shape[0], h_out, w_out, c_out), dtype=x.dtype)
     logits = np.empty_like(y) if keep_logits else y
@@ -296,23 +372,25 @@ def _transform_multiply_transform(x, u, bias, pads, activation, keep_logits, v, 
 
 def winograd_backward(dy, cache: WinogradCache, need_dx=True, need_dw=True, need_db=True,
                       from_logits=False, db=None):
-    """Returns (dX, dW, db) as conv2d_backward (db given: as there). dV is written over the cache's V (dU has
-    been taken from it by then), so the cache is spent."""
+    """Returns (dX, dW, db) as conv2d_backward (db given: as there). dV is written over the
+    cache's V (dU has been taken from it by then), so the cache is spent."""
     c_out = cache.kernel.shape[3]
     dz, db = layer_dz_and_db(dy, cache.y, cache.activation, from_logits, db)
     v = cache.v
     tiles_h, tiles_w = tiles(*cache.y.shape[1:3])
-    dm = np.empty((16, v.shape[1], c_out), dtype=dy.dtype)
+    t = cache.y.shape[0] * tiles_h * tiles_w
+    dm = tile_array(t, c_out, dy.dtype)
     _winograd_output_adjoint(dz.reshape(cache.y.shape), tiles_h, tiles_w, dm)
     dw = None
     if need_dw:
         du = np.empty_like(cache.kernel_u)
         for xi in range(16):                    # (numpy's stacked matmul is slow on V^T)
-            np.matmul(v[xi].T, dm[xi], out=du[xi])
+            np.matmul(v[xi, :t].T, dm[xi, :t], out=du[xi])
         dw = winograd_kernel_adjoint(du, cache.kernel.shape)
     dx = None
     if need_dx:
-        dv = np.matmul(dm, cache.kernel_u.transpose(0, 2, 1), out=v)
+        np.matmul(dm[:, :t], cache.kernel_u.transpose(0, 2, 1), out=v[:, :t])
+        dv = v                                  # dV over V's memory (T' rows, the first T used)
         dx = np.zeros(cache.x_shape, dtype=dy.dtype)
         _winograd_input_adjoint(dv, cache.pads[0], cache.pads[2], tiles_h, tiles_w, dx)
     return dx, dw, (db if need_db else None)
@@ -331,15 +409,15 @@ def conv3x3_winograd(x, kernel, bias, pads, activation=0, keep_logits=False,
     x: (N, H, W, C_in); kernel: (3, 3, C_in, C_out); bias: (C_out,) or None; pads
     (P_top, P_bottom, P_left, P_right); activation: code 0 linear, 1 relu, 2 sigmoid.
     logits is Z = conv + b when keep_logits is set (and None otherwise).
-    workspace: optional flat array of at least winograd_workspace_per_image * N bytes'
-    worth of elements, of x's dtype, to hold V and M. kernel_u: U if already transformed.
+    workspace: optional flat array of at least 16 * (T + 1) * (C_in + C_out) elements of
+    x's dtype to hold V and M (tile_array), T the number of tiles. kernel_u: U if already transformed.
     """
     c_in, c_out = kernel.shape[2:]
     t = _output_tiles(x.shape, pads)[-1]
-    if workspace is None:
-        workspace = np.empty(16 * t * (c_in + c_out), dtype=x.dtype)
-    v = workspace[:16 * t * c_in].reshape(16, t, c_in)
-    m = workspace[16 * t * c_in:16 * t * (c_in + c_out)].reshape(16, t, c_out)
+    if workspace is None or workspace.size < 16 * (t | 1) * (c_in + c_out):
+        workspace = np.empty(16 * (t | 1) * (c_in + c_out), dtype=x.dtype)
+    v = tile_array(t, c_in, x.dtype, workspace)
+    m = tile_array(t, c_out, x.dtype, workspace[v.size:])
     u = winograd_kernel(kernel) if kernel_u is None else kernel_u
     return _transform_multiply_transform(x, u, bias, pads, activation, keep_logits, v, m)
 
