@@ -86,12 +86,14 @@ def log(msg):
 
 # ----------------------------------------------------------------------------- worker side
 def import_minicnn_from_repo():
-    """Make `import minicnn` find this checkout, installed or not; with
-    BENCH_MINICNN_WINOGRAD=off (the minicnn-im2col worker) turn Winograd's convolution off."""
+    """Make `import minicnn` find this checkout, installed or not, and import it before
+    anything loads NumPy (Numba does): minicnn.runtime's thread settings must be in the
+    environment when OpenBLAS starts. With BENCH_MINICNN_WINOGRAD=off (the minicnn-im2col
+    worker) turn Winograd's convolution off."""
     if REPO not in sys.path:
         sys.path.insert(0, REPO)
+    from minicnn import layers
     if os.environ.get("BENCH_MINICNN_WINOGRAD") == "off":
-        from minicnn import layers
         layers.set_winograd_min_channels(None)
 
 
