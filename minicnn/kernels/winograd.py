@@ -235,6 +235,26 @@ def _winograd_output(m, bias, code, tiles_h, tiles_w, y, logits, keep_logits):
     return y
 
 
+@njit(cache=True, nogil=True)
+def _output_adjoint_tile(dz, img, i, j, dm, t):
+    """dM[:, t] = A dZ_tile A^T for a tile whose 2x2 outputs all lie inside dZ: per channel,
+    4 loads, A twice on scalars and 16 stores (vectorized over channels)."""
+    r0, r1 = dz[img, i], dz[img, i + 1]                 # (W_out, C) rows
+    for ch in range(dz.shape[3]):
+        z00, z01 = r0[j, ch], r0[j + 1, ch]
+        z10, z11 = r1[j, ch], r1[j + 1, ch]
+        q00 = z00; q10 = z00 + z10; q20 = z00 - z10; q30 = -z10
+        q01 = z01; q11 = z01 + z11; q21 = z01 - z11; q31 = -z11
+        dm[0, t, ch] = q00; dm[1, t, ch] = q00 + q01
+        dm[2, t, ch] = q00 - q01; dm[3, t, ch] = -q01
+        dm[4, t, ch] = q10; dm[5, t, ch] = q10 + q11
+        dm[6, t, ch] = q10 - q11; dm[7, t, ch] = -q11
+        dm[8, t, ch] = q20; dm[9, t, ch] = q20 + q21
+        dm[10, t, ch] = q20 - q21; dm[11, t, ch] = -q21
+        dm[12, t, ch] = q30; dm[13, t, ch] = q30 + q31
+        dm[14, t, ch] = q30 - q31; dm[15, t, ch] = -q31
+
+
 @njit(parallel=True, cache=True, nogil=True)
 def _winograd_output_adjoint(dz, tiles_h, tiles_w, dm):
     n, h_out, w_out, c = dz.shape
@@ -245,7 +265,10 @@ def _winograd_output_adjoint(dz, tiles_h, tiles_w, dm):
         q = np.empty((8, c), dtype=dz.dtype)    # A dZ: row 2*a + v
         for tj in range(tiles_w):
             t = r * tiles_w + tj
-            for u in range(2):
+            if 2 * ti + 2 <= h_out and 2 * tj + 2 <= w_out:
+                _output_adjoint_tile(dz, img, 2 * ti, 2 * tj, dm, t)
+                continue
+            for u in range(2):              # a border tile: zeros outside dZ
                 i = 2 * ti + u
                 for vv in range(2):
                     j = 2 * tj + vv
@@ -261,6 +284,38 @@ def _winograd_output_adjoint(dz, tiles_h, tiles_w, dm):
     return dm
 
 
+@njit(cache=True, nogil=True)
+def _input_adjoint_tile(dv, t, dx, img, ih, iw):
+    """dX[img, ih:ih+4, iw:iw+4] += B dV_tile B^T for a tile wholly inside dX: per channel,
+    16 loads, B twice on scalars and 16 additions into dX (vectorized over channels)."""
+    x0, x1, x2, x3 = dx[img, ih], dx[img, ih + 1], dx[img, ih + 2], dx[img, ih + 3]
+    for ch in range(dx.shape[3]):
+        dv00, dv01, dv02, dv03 = dv[0, t, ch], dv[1, t, ch], dv[2, t, ch], dv[3, t, ch]
+        dv10, dv11, dv12, dv13 = dv[4, t, ch], dv[5, t, ch], dv[6, t, ch], dv[7, t, ch]
+        dv20, dv21, dv22, dv23 = dv[8, t, ch], dv[9, t, ch], dv[10, t, ch], dv[11, t, ch]
+        dv30, dv31, dv32, dv33 = dv[12, t, ch], dv[13, t, ch], dv[14, t, ch], dv[15, t, ch]
+        s00 = dv00; s10 = dv10 - dv20 + dv30; s20 = dv10 + dv20 - dv00; s30 = -dv30
+        s01 = dv01; s11 = dv11 - dv21 + dv31; s21 = dv11 + dv21 - dv01; s31 = -dv31
+        s02 = dv02; s12 = dv12 - dv22 + dv32; s22 = dv12 + dv22 - dv02; s32 = -dv32
+        s03 = dv03; s13 = dv13 - dv23 + dv33; s23 = dv13 + dv23 - dv03; s33 = -dv33
+        x0[iw, ch] += s00
+        x0[iw + 1, ch] += s01 - s02 + s03
+        x0[iw + 2, ch] += s01 + s02 - s00
+        x0[iw + 3, ch] -= s03
+        x1[iw, ch] += s10
+        x1[iw + 1, ch] += s11 - s12 + s13
+        x1[iw + 2, ch] += s11 + s12 - s10
+        x1[iw + 3, ch] -= s13
+        x2[iw, ch] += s20
+        x2[iw + 1, ch] += s21 - s22 + s23
+        x2[iw + 2, ch] += s21 + s22 - s20
+        x2[iw + 3, ch] -= s23
+        x3[iw, ch] += s30
+        x3[iw + 1, ch] += s31 - s32 + s33
+        x3[iw + 2, ch] += s31 + s32 - s30
+        x3[iw + 3, ch] -= s33
+
+
 @njit(parallel=True, cache=True, nogil=True)
 def _winograd_input_adjoint(dv, pad_top, pad_left, tiles_h, tiles_w, dx):
     # Tiles of rows ti and ti + 1 overlap by two input rows, so even rows of tiles run
@@ -273,9 +328,14 @@ def _winograd_input_adjoint(dv, pad_top, pad_left, tiles_h, tiles_w, dx):
             ti = 2 * (r % rows_in_pass) + parity
             s = np.empty((16, c), dtype=dx.dtype)     # B dV
             e = np.empty((16, c), dtype=dx.dtype)     # B dV B^T: row 4*a + b
+            ih0 = 2 * ti - pad_top
             for tj in range(tiles_w):
                 t = (img * tiles_h + ti) * tiles_w + tj
-                for b in range(4):          # B dV: down each column b
+                iw0 = 2 * tj - pad_left
+                if 0 <= ih0 and ih0 + 4 <= h and 0 <= iw0 and iw0 + 4 <= w:
+                    _input_adjoint_tile(dv, t, dx, img, ih0, iw0)
+                    continue
+                for b in range(4):          # a border tile; B dV: down each column b
                     _b_rows(s[b], s[4 + b], s[8 + b], s[12 + b],
                             dv[b, t], dv[4 + b, t], dv[8 + b, t], dv[12 + b, t])
                 for a in range(4):          # (B dV) B^T: along each row a
@@ -410,7 +470,8 @@ def conv3x3_winograd(x, kernel, bias, pads, activation=0, keep_logits=False,
     (P_top, P_bottom, P_left, P_right); activation: code 0 linear, 1 relu, 2 sigmoid.
     logits is Z = conv + b when keep_logits is set (and None otherwise).
     workspace: optional flat array of at least 16 * (T + 1) * (C_in + C_out) elements of
-    x's dtype to hold V and M (tile_array), T the number of tiles. kernel_u: U if already transformed.
+    x's dtype to hold V and M (tile_array), T the number of tiles. kernel_u: U if already
+    transformed.
     """
     c_in, c_out = kernel.shape[2:]
     t = _output_tiles(x.shape, pads)[-1]
