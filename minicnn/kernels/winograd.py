@@ -402,7 +402,7 @@ def winograd_forward(x, kernel, bias, pads, activation=0):
 
 
 def winograd_tiles(x, pads):
-    """V = B^T d B of every input tile of x (N, H, W, C_in): (16, T, C_in)."""
+    """V = B^T d B of every input tile of x (N, H, W, C_in), in tile_array's layout."""
     _, _, tiles_h, tiles_w, t = _output_tiles(x.shape, pads)
     v = tile_array(t, x.shape[3], x.dtype)
     return _winograd_input(np.ascontiguousarray(x), pads[0], pads[2], tiles_h, tiles_w, v)
