@@ -17,7 +17,6 @@ The backward is written in terms of the output y, so forward keeps y (not z).
 import numpy as np
 from numba import njit, prange
 
-from minicnn.kernels.workspace import workspace
 
 ACTIVATION_CODES = {"linear": 0, "relu": 1, "sigmoid": 2, "softmax": 3}
 
@@ -125,20 +124,20 @@ def _activation_backward_bias(dy, y, code, dz, partial):
     return dz
 
 
-def activation_backward_and_bias_grad(dy, y, code, out=None):
+def activation_backward_and_bias_grad(dy, y, code):
     """(dz, db): activation_backward and db = sum of dz over rows, in one pass.
 
-    dy, y: ndarrays of shape (M, C), C-contiguous. Returns dz (M, C), written into `out`
-    when given with that shape and dtype, and db (C,). Row sums are accumulated per task
-    in float64, then added up, so db is at least as accurate as np.sum's.
+    dy, y: ndarrays of shape (M, C), C-contiguous. Returns dz (M, C) and db (C,). Row sums
+    are accumulated per task in float64, then added up, so db is at least as accurate as
+    np.sum's.
     """
-    out = workspace(out, dy.shape, dy.dtype)
+    out = np.empty_like(dy)
     partial = np.zeros((min(64, max(1, dy.shape[0])), dy.shape[1]), dtype=np.float64)
     dz = _activation_backward_bias(dy, y, code, out, partial)
     return dz, partial.sum(axis=0).astype(dy.dtype)
 
 
-def layer_dz_and_db(dy, y, code, from_logits=False, db=None, out=None):
+def layer_dz_and_db(dy, y, code, from_logits=False, db=None):
     """(dZ, db) of a layer's output gradient, both flattened to rows of C channels.
 
     dy, y: (..., C). Normally dZ = act'(dY) and db its row sum
@@ -150,11 +149,10 @@ def layer_dz_and_db(dy, y, code, from_logits=False, db=None, out=None):
     dy2d = np.ascontiguousarray(dy).reshape(-1, c)
     if from_logits and db is not None:
         return dy2d, db
-    return activation_backward_and_bias_grad(dy2d, y.reshape(-1, c), 0 if from_logits else code,
-                                             out=out)
+    return activation_backward_and_bias_grad(dy2d, y.reshape(-1, c), 0 if from_logits else code)
 
 
-def activation_backward_and_bias_grad_reference(dy, y, code, out=None):
+def activation_backward_and_bias_grad_reference(dy, y, code):
     """NumPy twin of activation_backward_and_bias_grad."""
     dz = activation_backward_reference(dy, y, code)
     return dz, dz.sum(axis=0, dtype=np.float64).astype(dy.dtype)

@@ -20,7 +20,6 @@ import numpy as np
 from numba import njit, prange
 
 from minicnn.kernels.geometry import window_output_size
-from minicnn.kernels.workspace import workspace
 
 
 
@@ -60,8 +59,9 @@ def im2col(x, kernel_size, strides, pads, out=None):
     h_out = window_output_size(x.shape[1], k_h, s_h, top, bottom)
     w_out = window_output_size(x.shape[2], k_w, s_w, left, right)
     shape = (n * h_out * w_out, k_h * k_w * c)
-    return _im2col(np.ascontiguousarray(x), k_h, k_w, s_h, s_w, top, left, h_out, w_out,
-                   workspace(out, shape, x.dtype))
+    if out is None or out.shape != shape or out.dtype != x.dtype:
+        out = np.empty(shape, dtype=x.dtype)
+    return _im2col(np.ascontiguousarray(x), k_h, k_w, s_h, s_w, top, left, h_out, w_out, out)
 
 
 def im2col_reference(x, kernel_size, strides, pads):

@@ -12,7 +12,6 @@ import numpy as np
 from numba import njit, prange
 
 from minicnn.kernels.geometry import window_output_size
-from minicnn.kernels.workspace import workspace
 
 
 
@@ -103,7 +102,7 @@ def _maxpool_backward_relu(dy, y, argmax, h, w, dz, partial):
     return dz
 
 
-def maxpool_backward_relu(dy, y, argmax, x_shape, out=None):
+def maxpool_backward_relu(dy, y, argmax, x_shape):
     """The backward of max-pooling over a ReLU's output and of that ReLU, in one pass.
 
     The pooled input is X = relu(Z), so the cell argmax routes dY to holds the window's
@@ -113,17 +112,17 @@ def maxpool_backward_relu(dy, y, argmax, x_shape, out=None):
         db[c]            = sum of dZ over n, ih, iw  (the bias gradient of the layer before)
 
     dy, y, argmax: (N, H_out, W_out, C); x_shape (N, H, W, C). Returns (dz, db): dz of
-    x_shape (written into `out` when it has that shape and dtype), db (C,). The same as
+    x_shape, db (C,). The same as
     maxpool_backward followed by activation_backward_and_bias_grad, without reading the
     ReLU's output or writing dX in between.
     """
-    out = workspace(out, x_shape, dy.dtype)
+    out = np.empty(x_shape, dtype=dy.dtype)      # zeroed by the kernel, image by image
     partial = np.zeros((x_shape[0], x_shape[3]), dtype=np.float64)
     _maxpool_backward_relu(np.ascontiguousarray(dy), y, argmax, x_shape[1], x_shape[2], out, partial)
     return out, partial.sum(axis=0).astype(dy.dtype)
 
 
-def maxpool_backward_relu_reference(dy, y, argmax, x_shape, out=None):
+def maxpool_backward_relu_reference(dy, y, argmax, x_shape):
     """NumPy twin of maxpool_backward_relu: the ReLU mask, then maxpool_backward_reference."""
     g = dy * (y > 0)
     return (maxpool_backward_reference(g, argmax, x_shape),
