@@ -78,8 +78,12 @@ def test_features_extract_command_on_a_few_real_photos(conv_base, tmp_path, caps
     assert saved["validation_features"].shape == (2, 4, 4, 512)
     np.testing.assert_array_equal(saved["train_labels"], [0, 0, 0, 1, 1, 1])
     x = _photos_at(data / "validation", ["cats/cat.1000.jpg", "dogs/dog.1000.jpg"])
-    np.testing.assert_allclose(saved["validation_features"], conv_base.predict(x, verbose=0),
-                               rtol=1e-5, atol=1e-6)
+    expected = conv_base.predict(x, verbose=0)
+    # the same features up to float32 rounding, which depends on how the images are batched
+    # (BLAS blocks Winograd's products by their size; F(4x4, 3x3) rounds to a few
+    # millionths of the output's scale): another photo would be off by the scale itself
+    np.testing.assert_allclose(saved["validation_features"], expected, rtol=1e-5,
+                               atol=1e-5 * float(np.abs(expected).max()))
     assert "test_features" not in saved.files            # no test/ folder, no test features
     assert f"wrote {out}" in capsys.readouterr().out
 

@@ -23,6 +23,11 @@ import numpy as np
 from minicnn.kernels.elementwise import bias_activation, layer_dz_and_db
 from minicnn.kernels.geometry import window_output_size
 from minicnn.kernels.im2col import col2im, im2col
+from minicnn.kernels.winograd4 import (
+    conv3x3_winograd4,
+    winograd4_kernel,
+    winograd4_workspace_per_image,
+)
 from minicnn.kernels.winograd import (
     WinogradCache,
     conv3x3_winograd,
@@ -32,11 +37,14 @@ from minicnn.kernels.winograd import (
     winograd_workspace_per_image,
 )
 
-# 3x3 stride-1 kernels with at least this many input channels are computed by Winograd's
-# F(2x2, 3x3) (with fewer, its (T, C_in) @ (C_in, C_out) products are too thin for BLAS to
-# gain from doing 2.25x less work); None turns it off. Conv2D's setting:
+# In training, 3x3 stride-1 kernels with at least this many input channels are computed by
+# Winograd's F(2x2, 3x3) (with fewer, its (T, C_in) @ (C_in, C_out) products are too thin
+# for BLAS to gain from doing 2.25x less work); None turns it off. At inference, from
+# WINOGRAD4_MIN_CHANNELS input channels, by F(4x4, 3x3) (4x less work, and less memory
+# traffic than F(2x2, 3x3): it gains over im2col from 32 channels on). Conv2D's setting:
 # minicnn.layers.set_winograd_min_channels.
 WINOGRAD_MIN_CHANNELS = 64
+WINOGRAD4_MIN_CHANNELS = 32
 
 
 class Conv2DCache(NamedTuple):
@@ -82,22 +90,25 @@ def uses_winograd(kernel_shape, strides, activation, min_channels=WINOGRAD_MIN_C
 class MicroBatches(NamedTuple):
     chunk: int                  # images per micro-batch (the whole batch when it fits)
     per_image: int              # workspace bytes of one image: im2col's rows, or V and M
-    winograd: bool              # computed by F(2x2, 3x3) rather than im2col
+    winograd: bool              # computed by Winograd's F(m x m, 3x3) rather than im2col
     out_shape: tuple            # (N, H_out, W_out, C_out)
 
 
 def micro_batches(x_shape, kernel_shape, strides, pads, activation, itemsize,
-                  max_workspace=None, winograd_min_channels=WINOGRAD_MIN_CHANNELS) -> MicroBatches:
+                  max_workspace=None, winograd_min_channels=WINOGRAD_MIN_CHANNELS,
+                  winograd_tile=2) -> MicroBatches:
     """How many images a micro-batch holds so that its workspace (im2col's matrix, or
-    Winograd's V and M) stays within max_workspace bytes: at least one image, the whole
-    batch when max_workspace is None."""
+    Winograd's V and M for output tiles of winograd_tile x winograd_tile, 2 or 4) stays
+    within max_workspace bytes: at least one image, the whole batch when max_workspace is
+    None."""
     n, h, w, _ = x_shape
     k_h, k_w, c_in, c_out = kernel_shape
     h_out = window_output_size(h, k_h, strides[0], pads[0], pads[1])
     w_out = window_output_size(w, k_w, strides[1], pads[2], pads[3])
     winograd = uses_winograd(kernel_shape, strides, activation, winograd_min_channels)
     if winograd:
-        per_image = winograd_workspace_per_image(h_out, w_out, c_in, c_out, itemsize)
+        per_tile = winograd4_workspace_per_image if winograd_tile == 4 else winograd_workspace_per_image
+        per_image = per_tile(h_out, w_out, c_in, c_out, itemsize)
     else:
         per_image = h_out * w_out * k_h * k_w * c_in * itemsize
     chunk = n if max_workspace is None else max(1, min(n, int(max_workspace // max(per_image, 1))))
@@ -105,15 +116,16 @@ def micro_batches(x_shape, kernel_shape, strides, pads, activation, itemsize,
 
 
 def conv2d_inference(x, kernel, bias, strides, pads, activation=0, max_workspace=None,
-                     winograd_min_channels=WINOGRAD_MIN_CHANNELS):
+                     winograd_min_channels=WINOGRAD4_MIN_CHANNELS, winograd_tile=4):
     """conv2d_forward without a cache, in micro-batches of images whose workspace stays
     within max_workspace bytes (the whole batch at once when it fits or when max_workspace
     is None). Returns (y, logits).
 
     3x3 stride-1 kernels with at least winograd_min_channels input channels are computed
-    by Winograd's F(2x2, 3x3) (minicnn.kernels.winograd: one np.matmul of 16 products per
-    micro-batch, 2.25x fewer multiply-adds); the others by im2col and one matrix product
-    per micro-batch.
+    by Winograd's F(4x4, 3x3) (minicnn.kernels.winograd4: one np.matmul of 36 products per
+    micro-batch, 4x fewer multiply-adds), or F(2x2, 3x3) with winograd_tile=2
+    (minicnn.kernels.winograd: 16 products, 2.25x fewer); the others by im2col and one
+    matrix product per micro-batch.
 
     Memory: one workspace of at most max(max_workspace, one image's share) bytes, reused
     for every micro-batch, instead of the whole batch's patches (1 GB for VGG16's
@@ -121,23 +133,28 @@ def conv2d_inference(x, kernel, bias, strides, pads, activation=0, max_workspace
     """
     chunk, per_image, winograd, (n, h_out, w_out, c_out) = micro_batches(
         x.shape, kernel.shape, strides, pads, activation, x.dtype.itemsize, max_workspace,
-        winograd_min_channels)
+        winograd_min_channels, winograd_tile)
     keep_logits = activation == 2
     if not winograd and chunk >= n:
         y, logits, _ = conv2d_forward(x, kernel, bias, strides, pads, activation, keep_cache=False)
         return y, logits
     y = np.empty((n, h_out, w_out, c_out), dtype=x.dtype)
     logits = np.empty_like(y) if keep_logits else None
+    f4 = winograd_tile == 4
+    positions = 36 if f4 else 16
     # (Winograd's V and M take one tile more each: winograd.tile_array)
     workspace = np.empty(chunk * per_image // x.dtype.itemsize
-                         + (16 * (kernel.shape[2] + c_out) if winograd else 0), dtype=x.dtype)
-    kernel_u = winograd_kernel(kernel) if winograd else None
+                         + (positions * (kernel.shape[2] + c_out) if winograd else 0),
+                         dtype=x.dtype)
+    if winograd:
+        winograd_conv = conv3x3_winograd4 if f4 else conv3x3_winograd
+        kernel_u = winograd4_kernel(kernel) if f4 else winograd_kernel(kernel)
     for start in range(0, n, chunk):
         part = slice(start, min(start + chunk, n))
         count = part.stop - part.start
         if winograd:
-            y[part], part_logits = conv3x3_winograd(x[part], kernel, bias, pads, activation,
-                                                    keep_logits, workspace, kernel_u)
+            y[part], part_logits = winograd_conv(x[part], kernel, bias, pads, activation,
+                                                 keep_logits, workspace, kernel_u)
         else:
             cols = workspace[:count * per_image // x.dtype.itemsize]
             cols = cols.reshape(count * h_out * w_out, -1)
@@ -164,10 +181,11 @@ class RecomputeCache(NamedTuple):
 def conv2d_forward_bounded(x, kernel, bias, strides, pads, activation, max_workspace,
                            winograd_min_channels=WINOGRAD_MIN_CHANNELS):
     """The training forward when the whole batch's workspace would exceed max_workspace
-    bytes: y and logits as conv2d_forward's, computed in micro-batches (conv2d_inference),
-    and a RecomputeCache for conv2d_backward_bounded. Returns (y, logits, cache)."""
+    bytes: y and logits as conv2d_forward's (or F(2x2, 3x3)'s), computed in micro-batches
+    (conv2d_inference), and a RecomputeCache for conv2d_backward_bounded. Returns
+    (y, logits, cache)."""
     y, logits = conv2d_inference(x, kernel, bias, strides, pads, activation, max_workspace,
-                                 winograd_min_channels)
+                                 winograd_min_channels, winograd_tile=2)
     plan = micro_batches(x.shape, kernel.shape, strides, pads, activation, x.dtype.itemsize,
                          max_workspace, winograd_min_channels)
     cache = RecomputeCache(x, kernel, y, tuple(strides), tuple(pads), activation, plan.chunk,

@@ -53,9 +53,17 @@ def tiles(h_out, w_out):
 
 def winograd_kernel(kernel):
     """U[xi, c, o] = (G g G^T)[xi] of a (3, 3, C_in, C_out) kernel: (16, C_in, C_out)."""
-    g = G.astype(kernel.dtype)
-    gg = np.matmul(g, kernel.reshape(3, -1)).reshape(4, 3, -1)    # G g: (4, 3, C_in*C_out)
-    return np.matmul(g, gg).reshape(16, *kernel.shape[2:])        # (G g) G^T: [a, b]
+    return kernel_transform(kernel, G)
+
+
+def kernel_transform(kernel, g):
+    """(g w g^T)[xi] of every 3x3 slice w of a (3, 3, C_in, C_out) kernel, for a transform
+    g of shape (a, 3): (a*a, C_in, C_out) in the kernel's dtype, computed in float64."""
+    a = g.shape[0]
+    k = kernel.astype(np.float64).reshape(3, -1)
+    gg = np.matmul(g, k).reshape(a, 3, -1)                        # g w: (a, 3, C_in*C_out)
+    u = np.matmul(g, gg).reshape(a * a, *kernel.shape[2:])        # (g w) g^T: [i, j]
+    return u.astype(kernel.dtype)
 
 
 # The transforms act on rows of channels: every tile keeps its 16 values per channel as 16
@@ -169,7 +177,7 @@ def _winograd_input(x, pad_top, pad_left, tiles_h, tiles_w, v):
 
 
 @njit(cache=True, nogil=True)
-def _bias_activation_row(y, logits, keep_logits, z, bias, code):
+def bias_activation_row(y, logits, keep_logits, z, bias, code):
     """y = act(z + bias) over one row of channels (and logits = z + bias when kept)."""
     for ch in range(y.shape[0]):
         v = z[ch] + bias[ch]
@@ -230,7 +238,7 @@ def _winograd_output(m, bias, code, tiles_h, tiles_w, y, logits, keep_logits):
                 for vv in range(2):
                     j = 2 * tj + vv
                     if i < h_out and j < w_out:
-                        _bias_activation_row(y[img, i, j], logits[img, i, j], keep_logits,
+                        bias_activation_row(y[img, i, j], logits[img, i, j], keep_logits,
                                              z[2 * u + vv], bias, code)
     return y
 
@@ -374,17 +382,17 @@ class WinogradCache(NamedTuple):
     activation: int
 
 
-def tile_array(t, c, dtype, buffer=None):
-    """An array of shape (16, T', C) for V, M or dM, T' = T or T + 1, whichever is odd; only
-    the first T rows of each of the 16 matrices are used. With T*C values between the 16
-    matrices (a multiple of 4 KB for many layers) the 16 values a transform writes or reads
-    per channel would all fall in the same cache sets: the transforms ran up to 4x slower.
-    An odd number of tiles apart, they spread over the sets. buffer: flat memory of at least
-    16*T'*C values to take it from."""
+def tile_array(t, c, dtype, buffer=None, positions=16):
+    """An array of shape (16, T', C) for V, M or dM (36 for F(4x4, 3x3): positions),
+    T' = T or T + 1, whichever is odd; only the first T rows of each matrix are used. With
+    T*C values between the 16 matrices (a multiple of 4 KB for many layers) the 16 values a
+    transform writes or reads per channel would all fall in the same cache sets: the
+    transforms ran up to 4x slower. An odd number of tiles apart, they spread over the sets.
+    buffer: flat memory of at least positions*T'*C values to take it from."""
     rows = t | 1
     if buffer is None:
-        return np.empty((16, rows, c), dtype=dtype)
-    return buffer[:16 * rows * c].reshape(16, rows, c)
+        return np.empty((positions, rows, c), dtype=dtype)
+    return buffer[:positions * rows * c].reshape(positions, rows, c)
 
 
 def winograd_forward(x, kernel, bias, pads, activation=0):
@@ -485,22 +493,29 @@ def conv3x3_winograd(x, kernel, bias, pads, activation=0, keep_logits=False,
 
 def conv3x3_winograd_reference(x, kernel, bias, pads, activation=0, keep_logits=False):
     """NumPy twin of conv3x3_winograd, with the transforms as matrix products."""
+    return winograd_reference(x, kernel, bias, pads, activation, keep_logits, B_T, G, A_T)
+
+
+def winograd_reference(x, kernel, bias, pads, activation, keep_logits, b_t, g, a_t):
+    """Winograd's F(m x m, 3x3) in NumPy for the transforms b_t (m+2, m+2), g (m+2, 3) and
+    a_t (m, m+2): the twin of conv3x3_winograd (m = 2) and conv3x3_winograd4 (m = 4)."""
     from numpy.lib.stride_tricks import sliding_window_view
 
     n, h, w, c_in = x.shape
+    size, step = b_t.shape[0], a_t.shape[0]                       # input and output tile
     h_out = window_output_size(h, 3, 1, pads[0], pads[1])
     w_out = window_output_size(w, 3, 1, pads[2], pads[3])
-    tiles_h, tiles_w = tiles(h_out, w_out)
-    padded = np.zeros((n, 2 * tiles_h + 2, 2 * tiles_w + 2, c_in), dtype=x.dtype)
+    tiles_h, tiles_w = -(-h_out // step), -(-w_out // step)
+    padded = np.zeros((n, step * tiles_h + 2, step * tiles_w + 2, c_in), dtype=x.dtype)
     rows, cols = min(h, padded.shape[1] - pads[0]), min(w, padded.shape[2] - pads[2])
     padded[:, pads[0]:pads[0] + rows, pads[2]:pads[2] + cols] = x[:, :rows, :cols]
-    d = sliding_window_view(padded, (4, 4), axis=(1, 2))[:, ::2, ::2]   # (N, th, tw, C, 4, 4)
-    bt, g, at = (m.astype(x.dtype) for m in (B_T, G, A_T))
+    d = sliding_window_view(padded, (size, size), axis=(1, 2))[:, ::step, ::step]
+    bt, gt, at = (m.astype(x.dtype) for m in (b_t, g, a_t))
     v = np.einsum("ai,nstcij,bj->abnstc", bt, d, bt)
-    u = np.einsum("ap,pqco,bq->abco", g, kernel, g)
+    u = np.einsum("ap,pqco,bq->abco", gt, kernel, gt)
     mm = np.einsum("abnstc,abco->abnsto", v, u)
     z = np.einsum("ua,abnsto,vb->nsutvo", at, mm, at)
-    z = z.reshape(n, 2 * tiles_h, 2 * tiles_w, -1)[:, :h_out, :w_out]
+    z = z.reshape(n, step * tiles_h, step * tiles_w, -1)[:, :h_out, :w_out]
     if bias is not None:
         z = z + bias
     z = np.ascontiguousarray(z)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from minicnn.kernels import conv2d_backward, conv2d_forward, conv2d_inference
 from minicnn.kernels.conv import (
+    WINOGRAD4_MIN_CHANNELS,
     WINOGRAD_MIN_CHANNELS,
     RecomputeCache,
     conv2d_backward_bounded,
@@ -19,8 +20,8 @@ from minicnn.shapes import normalize_padding, normalize_tuple, window_2d
 # micro-batch at a time in backward.
 _workspace_limit = 256 * 2 ** 20
 # 3x3 stride-1 kernels with at least this many input channels are computed by Winograd's
-# F(2x2, 3x3), in training and at inference (set_winograd_min_channels).
-_winograd_min_channels = WINOGRAD_MIN_CHANNELS
+# algorithm (set_winograd_min_channels): (training, by F(2x2, 3x3); inference, by F(4x4, 3x3)).
+_winograd_min_channels = (WINOGRAD_MIN_CHANNELS, WINOGRAD4_MIN_CHANNELS)
 
 
 def set_workspace_limit(nbytes) -> int:
@@ -36,15 +37,19 @@ def set_workspace_limit(nbytes) -> int:
     return previous
 
 
-def set_winograd_min_channels(channels) -> int:
+def set_winograd_min_channels(channels) -> tuple:
     """3x3 stride-1 Conv2Ds with at least this many input channels are computed by
-    Winograd's F(2x2, 3x3) instead of im2col (None: never). Returns the previous value."""
+    Winograd's algorithm instead of im2col: F(2x2, 3x3) in training, F(4x4, 3x3) at
+    inference. channels: one number (or None: never) for both, or a pair (training,
+    inference); the default is (64, 32). Returns the previous setting, as a pair."""
     global _winograd_min_channels
-    if channels is not None and (isinstance(channels, bool) or not isinstance(channels, int)
-                                 or channels < 1):
-        raise ValueError(f"set_winograd_min_channels: expected a positive number of channels "
-                         f"or None; received {channels!r}")
-    previous, _winograd_min_channels = _winograd_min_channels, channels
+    pair = tuple(channels) if isinstance(channels, (tuple, list)) else (channels, channels)
+    if len(pair) != 2 or not all(
+            c is None or (isinstance(c, int) and not isinstance(c, bool) and c >= 1)
+            for c in pair):
+        raise ValueError(f"set_winograd_min_channels: expected a positive number of channels, "
+                         f"None, or a pair (training, inference) of those; received {channels!r}")
+    previous, _winograd_min_channels = _winograd_min_channels, pair
     return previous
 
 
@@ -68,8 +73,9 @@ class Conv2D(KernelLayer):
         dW = cols^T @ dZ,   db = sum_{n,i,j} dZ,   dX = col2im(dZ @ W_2d^T)
     When the whole batch's cols would exceed the workspace limit (set_workspace_limit),
     forward keeps X instead and backward rebuilds cols for a few images at a time.
-    3x3 stride-1 kernels over enough input channels take Winograd's F(2x2, 3x3) instead
-    (minicnn.kernels.winograd): the same Z and gradients, with 2.25x fewer multiply-adds.
+    3x3 stride-1 kernels over enough input channels take Winograd's algorithm instead:
+    in training F(2x2, 3x3) (minicnn.kernels.winograd), the same Z and gradients with 2.25x
+    fewer multiply-adds; at inference F(4x4, 3x3) (minicnn.kernels.winograd4), 4x fewer.
     """
 
     def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid", activation=None,
@@ -104,15 +110,16 @@ class Conv2D(KernelLayer):
             y, self._logits = conv2d_inference(x, self.kernel, self.bias, self.strides,
                                                self._pads, self._activation_code,
                                                max_workspace=_workspace_limit,
-                                               winograd_min_channels=_winograd_min_channels)
+                                               winograd_min_channels=_winograd_min_channels[1])
             return y
+        min_channels = _winograd_min_channels[0]
         plan = micro_batches(x.shape, self.kernel.shape, self.strides, self._pads,
                              self._activation_code, x.dtype.itemsize, _workspace_limit,
-                             _winograd_min_channels)
+                             min_channels)
         if plan.chunk < x.shape[0]:
             y, self._logits, self._cache = conv2d_forward_bounded(
                 x, self.kernel, self.bias, self.strides, self._pads, self._activation_code,
-                _workspace_limit, _winograd_min_channels)
+                _workspace_limit, min_channels)
             return y
         if plan.winograd:
             y, self._logits, self._cache = winograd_forward(
