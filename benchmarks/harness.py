@@ -207,7 +207,8 @@ def numba_threads(numba):
         layer = "not initialised"
     from minicnn.layers import conv
     return {"numba_threads": numba.config.NUMBA_NUM_THREADS, "numba_threading_layer": layer,
-            "winograd_min_channels": conv._winograd_min_channels}
+            "winograd_min_channels": conv._winograd_min_channels,
+            "winograd": conv._winograd_algorithm.name}
 
 
 def onednn_enabled():

@@ -1,10 +1,10 @@
-"""Winograd F(4x4, 3x3) at inference against plain loops, its NumPy twin and im2col."""
+"""What only Winograd's F(4x4, 3x3) needs tested (the rest, with F(2x2, 3x3): test_winograd.py):
+its transforms, its float32 rounding, its border tiles."""
 import numpy as np
 from hypothesis import given, strategies as st
 
-from minicnn import layers
-from minicnn.kernels import winograd4
-from minicnn.model import Sequential
+from minicnn.kernels import winograd, winograd4
+from minicnn.kernels.winograd4 import F4
 from minicnn.shapes import window_2d
 
 import reference
@@ -32,45 +32,15 @@ def _case(geometry, seed, dtype=np.float64):
 
 
 @given(geometries(), st.integers(0, 2 ** 32 - 1))
-def test_winograd4_equals_plain_loops(geometry, seed):
-    x, w, b, pads = _case(geometry, seed)
-    z_ref = reference.conv2d_forward(x, w, b, (1, 1), geometry[1])
-    y, _ = winograd4.conv3x3_winograd4(x, w, b, pads)
-    np.testing.assert_allclose(y, z_ref, rtol=1e-10, atol=1e-10)
-
-
-@given(geometries(), st.sampled_from([0, 1, 2]), st.integers(0, 2 ** 32 - 1))
-def test_winograd4_kernel_equals_its_numpy_twin(geometry, activation, seed):
-    x, w, b, pads = _case(geometry, seed)
-    keep = activation == 2
-    y, logits = winograd4.conv3x3_winograd4(x, w, b, pads, activation, keep_logits=keep)
-    y_ref, logits_ref = winograd4.conv3x3_winograd4_reference(x, w, b, pads, activation, keep)
-    np.testing.assert_allclose(y, y_ref, rtol=1e-11, atol=1e-11)
-    if keep:
-        np.testing.assert_allclose(logits, logits_ref, rtol=1e-11, atol=1e-11)
-    else:
-        assert logits is None
-
-
-@given(geometries(), st.integers(0, 2 ** 32 - 1))
 def test_winograd4_in_float32_stays_within_a_few_millionths_of_the_outputs_scale(geometry, seed):
     # the rounding the module's docstring states: a few units in the 6th significant digit
     x, w, b, pads = _case(geometry, seed)
     z_ref = reference.conv2d_forward(x, w, b, (1, 1), geometry[1])
-    y, _ = winograd4.conv3x3_winograd4(*(a.astype(np.float32) for a in (x, w, b)), pads)
+    y, _ = winograd.conv3x3_winograd(*(a.astype(np.float32) for a in (x, w, b)), pads,
+                                     algorithm=F4)
     assert y.dtype == np.float32
     scale = max(1.0, float(np.abs(z_ref).max()))
     assert float(np.abs(y - z_ref).max()) < 1e-5 * scale
-
-
-def test_kernel_transform_is_g_g_gt():
-    rng = np.random.default_rng(0)
-    w = rng.standard_normal((3, 3, 2, 3))
-    u = winograd4.winograd4_kernel(w).reshape(6, 6, 2, 3)
-    for c in range(2):
-        for o in range(3):
-            np.testing.assert_allclose(u[:, :, c, o], winograd4.G @ w[:, :, c, o] @ winograd4.G.T,
-                                       rtol=1e-12, atol=1e-12)
 
 
 def test_the_transforms_compute_a_4x4_block_of_a_1d_convolution_exactly():
@@ -83,24 +53,6 @@ def test_the_transforms_compute_a_4x4_block_of_a_1d_convolution_exactly():
         np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
 
 
-def test_a_model_predicts_the_same_by_f4x4_as_by_im2col():
-    model = Sequential([
-        layers.Conv2D(8, 3, padding="same", activation="relu", input_shape=(18, 18, 3)),
-        layers.Conv2D(8, 3, activation="relu"), layers.MaxPooling2D(2),
-        layers.Conv2D(4, 3, padding="same", activation="sigmoid"),
-        layers.Flatten(), layers.Dense(1, activation="sigmoid")], seed=3)
-    x = np.random.default_rng(1).random((5, 18, 18, 3), dtype=np.float32)
-    previous = layers.set_winograd_min_channels(None)
-    try:
-        expected = model.predict(x, verbose=0)
-        layers.set_winograd_min_channels((None, 1))
-        got = model.predict(x, verbose=0)
-    finally:
-        layers.set_winograd_min_channels(previous)
-    assert not np.array_equal(got, expected)          # computed another way
-    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
-
-
 @given(st.integers(1, 3), st.integers(6, 12), st.sampled_from(["valid", "same"]),
        st.integers(0, 2 ** 32 - 1))
 def test_border_tiles_read_zeros_outside_the_input(n, size, padding, seed):
@@ -108,8 +60,33 @@ def test_border_tiles_read_zeros_outside_the_input(n, size, padding, seed):
     x, w, b, pads = _case(((n, size, size, 2), padding, 3), seed)
     big = np.zeros((n, size + 8, size + 8, 2))
     big[:, 4:4 + size, 4:4 + size] = x
-    y, _ = winograd4.conv3x3_winograd4(x, w, b, pads)
-    y_big, _ = winograd4.conv3x3_winograd4(big, w, b, (0, 0, 0, 0))
+    y, _ = winograd.conv3x3_winograd(x, w, b, pads, algorithm=F4)
+    y_big, _ = winograd.conv3x3_winograd(big, w, b, (0, 0, 0, 0), algorithm=F4)
     top, left = 4 - pads[0], 4 - pads[2]
     np.testing.assert_allclose(y, y_big[:, top:top + y.shape[1], left:left + y.shape[2]],
                                rtol=1e-10, atol=1e-10)
+
+
+def test_the_adjoint_transforms_compute_a_and_b_exactly():
+    # the backward's A and B are the transposes of the forward's A^T and B^T
+    rng = np.random.default_rng(2)
+    z, e = rng.standard_normal(4), rng.standard_normal(6)
+    np.testing.assert_allclose(winograd4._a.py_func(*z), winograd4.A_T.T @ z, rtol=1e-12)
+    np.testing.assert_allclose(winograd4._b.py_func(*e), winograd4.B_T.T @ e, rtol=1e-12)
+    np.testing.assert_allclose(winograd4._bt.py_func(*e), winograd4.B_T @ e, rtol=1e-12)
+
+
+@given(geometries(), st.integers(0, 2 ** 32 - 1))
+def test_winograd4_gradients_in_float32_stay_within_a_few_millionths_of_their_scale(geometry,
+                                                                                   seed):
+    x, w, b, pads = _case(geometry, seed)
+    dz = np.random.default_rng(seed + 1).standard_normal(
+        reference.conv2d_forward(x, w, b, (1, 1), geometry[1]).shape)
+    dx_ref, dw_ref, _ = reference.conv2d_backward(x, w, dz, (1, 1), geometry[1])
+    x32, w32, b32 = (a.astype(np.float32) for a in (x, w, b))
+    _, _, cache = winograd.winograd_forward(x32, w32, b32, pads, 0, F4)
+    dx, dw, _ = winograd.winograd_backward(dz.astype(np.float32), cache, from_logits=True)
+    assert dx.dtype == dw.dtype == np.float32
+    for got, expected in ((dx, dx_ref), (dw, dw_ref)):
+        scale = max(1.0, float(np.abs(expected).max()))
+        assert float(np.abs(got - expected).max()) < 1e-5 * scale

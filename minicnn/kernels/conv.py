@@ -23,11 +23,7 @@ import numpy as np
 from minicnn.kernels.elementwise import bias_activation, layer_dz_and_db
 from minicnn.kernels.geometry import window_output_size
 from minicnn.kernels.im2col import col2im, im2col
-from minicnn.kernels.winograd4 import (
-    conv3x3_winograd4,
-    winograd4_kernel,
-    winograd4_workspace_per_image,
-)
+from minicnn.kernels.winograd4 import F4
 from minicnn.kernels.winograd import (
     WinogradCache,
     conv3x3_winograd,
@@ -37,14 +33,12 @@ from minicnn.kernels.winograd import (
     winograd_workspace_per_image,
 )
 
-# In training, 3x3 stride-1 kernels with at least this many input channels are computed by
-# Winograd's F(2x2, 3x3) (with fewer, its (T, C_in) @ (C_in, C_out) products are too thin
-# for BLAS to gain from doing 2.25x less work); None turns it off. At inference, from
-# WINOGRAD4_MIN_CHANNELS input channels, by F(4x4, 3x3) (4x less work, and less memory
-# traffic than F(2x2, 3x3): it gains over im2col from 32 channels on). Conv2D's setting:
-# minicnn.layers.set_winograd_min_channels.
-WINOGRAD_MIN_CHANNELS = 64
-WINOGRAD4_MIN_CHANNELS = 32
+# 3x3 stride-1 kernels with at least this many input channels are computed by Winograd's
+# F(4x4, 3x3) (with fewer, its (T, C_in) @ (C_in, C_out) products are too thin for BLAS to
+# gain from doing 4x less work); None turns it off. F(2x2, 3x3), 2.25x less work and more
+# memory traffic, gains only from 64 channels on. Conv2D's settings:
+# minicnn.layers.set_winograd_min_channels and set_winograd_tile.
+WINOGRAD_MIN_CHANNELS = 32
 
 
 class Conv2DCache(NamedTuple):
@@ -81,7 +75,8 @@ def conv2d_forward(x, kernel, bias, strides, pads, activation=0, keep_cache=True
 
 
 def uses_winograd(kernel_shape, strides, activation, min_channels=WINOGRAD_MIN_CHANNELS):
-    """Whether this convolution is computed by F(2x2, 3x3) (at inference and in training)."""
+    """Whether this convolution is computed by Winograd's algorithm (at inference and in
+    training)."""
     k_h, k_w, c_in, _ = kernel_shape
     return (min_channels is not None and (k_h, k_w) == (3, 3) and tuple(strides) == (1, 1)
             and activation in (0, 1, 2) and c_in >= min_channels)
@@ -96,19 +91,17 @@ class MicroBatches(NamedTuple):
 
 def micro_batches(x_shape, kernel_shape, strides, pads, activation, itemsize,
                   max_workspace=None, winograd_min_channels=WINOGRAD_MIN_CHANNELS,
-                  winograd_tile=2) -> MicroBatches:
+                  algorithm=F4) -> MicroBatches:
     """How many images a micro-batch holds so that its workspace (im2col's matrix, or
-    Winograd's V and M for output tiles of winograd_tile x winograd_tile, 2 or 4) stays
-    within max_workspace bytes: at least one image, the whole batch when max_workspace is
-    None."""
+    Winograd's V and M for algorithm, F2 or F4) stays within max_workspace bytes: at least
+    one image, the whole batch when max_workspace is None."""
     n, h, w, _ = x_shape
     k_h, k_w, c_in, c_out = kernel_shape
     h_out = window_output_size(h, k_h, strides[0], pads[0], pads[1])
     w_out = window_output_size(w, k_w, strides[1], pads[2], pads[3])
     winograd = uses_winograd(kernel_shape, strides, activation, winograd_min_channels)
     if winograd:
-        per_tile = winograd4_workspace_per_image if winograd_tile == 4 else winograd_workspace_per_image
-        per_image = per_tile(h_out, w_out, c_in, c_out, itemsize)
+        per_image = winograd_workspace_per_image(h_out, w_out, c_in, c_out, itemsize, algorithm)
     else:
         per_image = h_out * w_out * k_h * k_w * c_in * itemsize
     chunk = n if max_workspace is None else max(1, min(n, int(max_workspace // max(per_image, 1))))
@@ -116,15 +109,15 @@ def micro_batches(x_shape, kernel_shape, strides, pads, activation, itemsize,
 
 
 def conv2d_inference(x, kernel, bias, strides, pads, activation=0, max_workspace=None,
-                     winograd_min_channels=WINOGRAD4_MIN_CHANNELS, winograd_tile=4):
+                     winograd_min_channels=WINOGRAD_MIN_CHANNELS, algorithm=F4):
     """conv2d_forward without a cache, in micro-batches of images whose workspace stays
     within max_workspace bytes (the whole batch at once when it fits or when max_workspace
     is None). Returns (y, logits).
 
     3x3 stride-1 kernels with at least winograd_min_channels input channels are computed
-    by Winograd's F(4x4, 3x3) (minicnn.kernels.winograd4: one np.matmul of 36 products per
-    micro-batch, 4x fewer multiply-adds), or F(2x2, 3x3) with winograd_tile=2
-    (minicnn.kernels.winograd: 16 products, 2.25x fewer); the others by im2col and one
+    by Winograd's F(4x4, 3x3) (algorithm F4, minicnn.kernels.winograd4: one np.matmul of 36
+    products per micro-batch, 4x fewer multiply-adds), or F(2x2, 3x3) (F2,
+    minicnn.kernels.winograd: 16 products, 2.25x fewer); the others by im2col and one
     matrix product per micro-batch.
 
     Memory: one workspace of at most max(max_workspace, one image's share) bytes, reused
@@ -133,28 +126,24 @@ def conv2d_inference(x, kernel, bias, strides, pads, activation=0, max_workspace
     """
     chunk, per_image, winograd, (n, h_out, w_out, c_out) = micro_batches(
         x.shape, kernel.shape, strides, pads, activation, x.dtype.itemsize, max_workspace,
-        winograd_min_channels, winograd_tile)
+        winograd_min_channels, algorithm)
     keep_logits = activation == 2
     if not winograd and chunk >= n:
         y, logits, _ = conv2d_forward(x, kernel, bias, strides, pads, activation, keep_cache=False)
         return y, logits
     y = np.empty((n, h_out, w_out, c_out), dtype=x.dtype)
     logits = np.empty_like(y) if keep_logits else None
-    f4 = winograd_tile == 4
-    positions = 36 if f4 else 16
     # (Winograd's V and M take one tile more each: winograd.tile_array)
     workspace = np.empty(chunk * per_image // x.dtype.itemsize
-                         + (positions * (kernel.shape[2] + c_out) if winograd else 0),
+                         + (algorithm.positions * (kernel.shape[2] + c_out) if winograd else 0),
                          dtype=x.dtype)
-    if winograd:
-        winograd_conv = conv3x3_winograd4 if f4 else conv3x3_winograd
-        kernel_u = winograd4_kernel(kernel) if f4 else winograd_kernel(kernel)
+    kernel_u = winograd_kernel(kernel, algorithm) if winograd else None
     for start in range(0, n, chunk):
         part = slice(start, min(start + chunk, n))
         count = part.stop - part.start
         if winograd:
-            y[part], part_logits = winograd_conv(x[part], kernel, bias, pads, activation,
-                                                 keep_logits, workspace, kernel_u)
+            y[part], part_logits = conv3x3_winograd(x[part], kernel, bias, pads, activation,
+                                                    keep_logits, workspace, kernel_u, algorithm)
         else:
             cols = workspace[:count * per_image // x.dtype.itemsize]
             cols = cols.reshape(count * h_out * w_out, -1)
@@ -175,21 +164,21 @@ class RecomputeCache(NamedTuple):
     pads: tuple
     activation: int
     chunk: int                  # images per micro-batch
-    winograd: bool
+    algorithm: object           # Winograd's F2 or F4 (minicnn.kernels.winograd), None: im2col
 
 
 def conv2d_forward_bounded(x, kernel, bias, strides, pads, activation, max_workspace,
-                           winograd_min_channels=WINOGRAD_MIN_CHANNELS):
+                           winograd_min_channels=WINOGRAD_MIN_CHANNELS, algorithm=F4):
     """The training forward when the whole batch's workspace would exceed max_workspace
-    bytes: y and logits as conv2d_forward's (or F(2x2, 3x3)'s), computed in micro-batches
-    (conv2d_inference), and a RecomputeCache for conv2d_backward_bounded. Returns
-    (y, logits, cache)."""
+    bytes: y and logits as conv2d_forward's (or Winograd's algorithm's), computed in
+    micro-batches (conv2d_inference), and a RecomputeCache for conv2d_backward_bounded.
+    Returns (y, logits, cache)."""
     y, logits = conv2d_inference(x, kernel, bias, strides, pads, activation, max_workspace,
-                                 winograd_min_channels, winograd_tile=2)
+                                 winograd_min_channels, algorithm)
     plan = micro_batches(x.shape, kernel.shape, strides, pads, activation, x.dtype.itemsize,
-                         max_workspace, winograd_min_channels)
+                         max_workspace, winograd_min_channels, algorithm)
     cache = RecomputeCache(x, kernel, y, tuple(strides), tuple(pads), activation, plan.chunk,
-                           plan.winograd)
+                           algorithm if plan.winograd else None)
     return y, logits, cache
 
 
@@ -207,13 +196,15 @@ def conv2d_backward_bounded(dy, cache: RecomputeCache, need_dx=True, need_dw=Tru
     x, kernel = cache.x, cache.kernel
     dw = np.zeros(kernel.shape, dtype=dz.dtype) if need_dw else None
     dx = np.empty(x.shape, dtype=dz.dtype) if need_dx else None
-    kernel_u = winograd_kernel(kernel) if cache.winograd else None
+    algorithm = cache.algorithm
+    kernel_u = winograd_kernel(kernel, algorithm) if algorithm else None
     for start in range(0, x.shape[0], cache.chunk):
         part = slice(start, start + cache.chunk)
         xp, yp = np.ascontiguousarray(x[part]), cache.y[part]
-        if cache.winograd:
-            part_cache = WinogradCache(winograd_tiles(xp, cache.pads), kernel, kernel_u, yp,
-                                       xp.shape, cache.pads, cache.activation)
+        if algorithm:
+            part_cache = WinogradCache(winograd_tiles(xp, cache.pads, algorithm), kernel,
+                                       kernel_u, yp, xp.shape, cache.pads, cache.activation,
+                                       algorithm)
             dx_part, dw_part, _ = winograd_backward(dz[part], part_cache, need_dx, need_dw,
                                                     need_db=False, from_logits=True, db=db)
         else:

@@ -46,14 +46,15 @@ G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], dtype=np
 A_T = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], dtype=np.float64)
 
 
-def tiles(h_out, w_out):
-    """(tiles_h, tiles_w): 2x2 output tiles covering an H_out x W_out output."""
-    return -(-h_out // 2), -(-w_out // 2)
+def tiles(h_out, w_out, m=2):
+    """(tiles_h, tiles_w): m x m output tiles covering an H_out x W_out output."""
+    return -(-h_out // m), -(-w_out // m)
 
 
-def winograd_kernel(kernel):
-    """U[xi, c, o] = (G g G^T)[xi] of a (3, 3, C_in, C_out) kernel: (16, C_in, C_out)."""
-    return kernel_transform(kernel, G)
+def winograd_kernel(kernel, algorithm=None):
+    """U[xi, c, o] = (G g G^T)[xi] of a (3, 3, C_in, C_out) kernel: (16, C_in, C_out), or
+    (36, C_in, C_out) for F(4x4, 3x3) (algorithm: F2 when None)."""
+    return kernel_transform(kernel, (algorithm or F2).g)
 
 
 def kernel_transform(kernel, g):
@@ -363,23 +364,49 @@ def _winograd_input_adjoint(dv, pad_top, pad_left, tiles_h, tiles_w, dx):
     return dx
 
 
-def winograd_kernel_adjoint(du, kernel_shape):
-    """dW = G^T dU G: the kernel gradient from dU (16, C_in, C_out), shape (3, 3, C_in, C_out)."""
-    g_t = np.ascontiguousarray(G.T.astype(du.dtype))
-    d = du.reshape(4, 4, -1)
-    dw = np.matmul(g_t, d)                                         # dU G along b: (4, 3, .)
-    dw = np.matmul(g_t, dw.reshape(4, -1)).reshape(3, 3, -1)      # G^T (dU G) along a
+def winograd_kernel_adjoint(du, kernel_shape, algorithm=None):
+    """dW = G^T dU G: the kernel gradient from dU (16 or 36, C_in, C_out), shape
+    (3, 3, C_in, C_out)."""
+    g = (algorithm or F2).g
+    a = g.shape[0]
+    g_t = np.ascontiguousarray(g.T.astype(du.dtype))
+    d = du.reshape(a, a, -1)
+    dw = np.matmul(g_t, d)                                         # dU G along b: (a, 3, .)
+    dw = np.matmul(g_t, dw.reshape(a, -1)).reshape(3, 3, -1)      # G^T (dU G) along a
     return dw.reshape(kernel_shape)
 
 
+class Algorithm(NamedTuple):
+    """One of Winograd's F(m x m, 3x3): its kernel transform and its four tile kernels, each
+    parallel over rows of tiles, with the same arguments for every m."""
+    name: str
+    m: int                      # output tile m x m, from an (m + 2) x (m + 2) input tile
+    g: np.ndarray               # G, (m + 2, 3), in float64
+    input: object               # V = B^T d B:  (x, pad_top, pad_left, tiles_h, tiles_w, v)
+    output: object              # y = act(A^T M A + b):
+                                #   (m, bias, code, tiles_h, tiles_w, y, logits, keep_logits)
+    output_adjoint: object      # dM = A dZ A^T:  (dz, tiles_h, tiles_w, dm)
+    input_adjoint: object       # dX += B dV B^T: (dv, pad_top, pad_left, tiles_h, tiles_w, dx)
+
+    @property
+    def positions(self):
+        """Values per transformed tile, (m + 2)^2: the number of matrix products."""
+        return (self.m + 2) ** 2
+
+
+F2 = Algorithm("F(2x2, 3x3)", 2, G, _winograd_input, _winograd_output,
+               _winograd_output_adjoint, _winograd_input_adjoint)
+
+
 class WinogradCache(NamedTuple):
-    v: np.ndarray               # (16, T, C_in), the transformed input tiles
+    v: np.ndarray               # (16 or 36, T, C_in), the transformed input tiles
     kernel: np.ndarray          # (3, 3, C_in, C_out)
-    kernel_u: np.ndarray        # (16, C_in, C_out)
+    kernel_u: np.ndarray        # (16 or 36, C_in, C_out)
     y: np.ndarray               # (N, H_out, W_out, C_out), the activated output
     x_shape: tuple
     pads: tuple
     activation: int
+    algorithm: Algorithm = F2
 
 
 def tile_array(t, c, dtype, buffer=None, positions=16):
@@ -395,46 +422,47 @@ def tile_array(t, c, dtype, buffer=None, positions=16):
     return buffer[:positions * rows * c].reshape(positions, rows, c)
 
 
-def winograd_forward(x, kernel, bias, pads, activation=0):
+def winograd_forward(x, kernel, bias, pads, activation=0, algorithm=F2):
     """Forward for training: returns (y, logits, cache), logits as conv2d_forward's (Z after
     a sigmoid, else None). The cache keeps V; M is free again once y is written."""
     c_in, c_out = kernel.shape[2:]
-    t = _output_tiles(x.shape, pads)[-1]
-    v = tile_array(t, c_in, x.dtype)
-    m = tile_array(t, c_out, x.dtype)
-    u = winograd_kernel(kernel)
+    t = _output_tiles(x.shape, pads, algorithm.m)[-1]
+    v = tile_array(t, c_in, x.dtype, positions=algorithm.positions)
+    m = tile_array(t, c_out, x.dtype, positions=algorithm.positions)
+    u = winograd_kernel(kernel, algorithm)
     y, logits = _transform_multiply_transform(np.ascontiguousarray(x), u, bias, pads,
-                                              activation, activation == 2, v, m)
-    cache = WinogradCache(v, kernel, u, y, x.shape, tuple(pads), activation)
+                                              activation, activation == 2, v, m, algorithm)
+    cache = WinogradCache(v, kernel, u, y, x.shape, tuple(pads), activation, algorithm)
     return y, logits, cache
 
 
-def winograd_tiles(x, pads):
+def winograd_tiles(x, pads, algorithm=F2):
     """V = B^T d B of every input tile of x (N, H, W, C_in), in tile_array's layout."""
-    _, _, tiles_h, tiles_w, t = _output_tiles(x.shape, pads)
-    v = tile_array(t, x.shape[3], x.dtype)
-    return _winograd_input(np.ascontiguousarray(x), pads[0], pads[2], tiles_h, tiles_w, v)
+    _, _, tiles_h, tiles_w, t = _output_tiles(x.shape, pads, algorithm.m)
+    v = tile_array(t, x.shape[3], x.dtype, positions=algorithm.positions)
+    return algorithm.input(np.ascontiguousarray(x), pads[0], pads[2], tiles_h, tiles_w, v)
 
 
-def _output_tiles(x_shape, pads):
-    """(H_out, W_out, tiles_h, tiles_w, T) of a 3x3 stride-1 convolution of x_shape."""
+def _output_tiles(x_shape, pads, m=2):
+    """(H_out, W_out, tiles_h, tiles_w, T) of a 3x3 stride-1 convolution of x_shape, in
+    m x m output tiles."""
     n, h, w, _ = x_shape
     h_out = window_output_size(h, 3, 1, pads[0], pads[1])
     w_out = window_output_size(w, 3, 1, pads[2], pads[3])
-    tiles_h, tiles_w = tiles(h_out, w_out)
+    tiles_h, tiles_w = tiles(h_out, w_out, m)
     return h_out, w_out, tiles_h, tiles_w, n * tiles_h * tiles_w
 
 
-def _transform_multiply_transform(x, u, bias, pads, activation, keep_logits, v, m):
+def _transform_multiply_transform(x, u, bias, pads, activation, keep_logits, v, m, algorithm):
     """V = B^T d B into v, M = V @ U into m, then y = act(A^T M A + b). Returns (y, logits)."""
-    h_out, w_out, tiles_h, tiles_w, t = _output_tiles(x.shape, pads)
+    h_out, w_out, tiles_h, tiles_w, t = _output_tiles(x.shape, pads, algorithm.m)
     c_out = u.shape[2]
-    _winograd_input(x, pads[0], pads[2], tiles_h, tiles_w, v)
-    np.matmul(v[:, :t], u, out=m[:, :t])                    # the 16 products, one call
+    algorithm.input(x, pads[0], pads[2], tiles_h, tiles_w, v)
+    np.matmul(v[:, :t], u, out=m[:, :t])                    # the 16 (or 36) products, one call
     b = bias if bias is not None else np.zeros(c_out, dtype=x.dtype)
     y = np.empty((x.shape[0], h_out, w_out, c_out), dtype=x.dtype)
     logits = np.empty_like(y) if keep_logits else y
-    _winograd_output(m, b, activation, tiles_h, tiles_w, y, logits, keep_logits)
+    algorithm.output(m, b, activation, tiles_h, tiles_w, y, logits, keep_logits)
     return y, (logits if keep_logits else None)
 
 
@@ -443,52 +471,56 @@ def winograd_backward(dy, cache: WinogradCache, need_dx=True, need_dw=True, need
     """Returns (dX, dW, db) as conv2d_backward (db given: as there). dV is written over the
     cache's V (dU has been taken from it by then), so the cache is spent."""
     c_out = cache.kernel.shape[3]
+    algorithm = cache.algorithm
     dz, db = layer_dz_and_db(dy, cache.y, cache.activation, from_logits, db)
     v = cache.v
-    tiles_h, tiles_w = tiles(*cache.y.shape[1:3])
+    tiles_h, tiles_w = tiles(*cache.y.shape[1:3], algorithm.m)
     t = cache.y.shape[0] * tiles_h * tiles_w
-    dm = tile_array(t, c_out, dy.dtype)
-    _winograd_output_adjoint(dz.reshape(cache.y.shape), tiles_h, tiles_w, dm)
+    dm = tile_array(t, c_out, dy.dtype, positions=algorithm.positions)
+    algorithm.output_adjoint(dz.reshape(cache.y.shape), tiles_h, tiles_w, dm)
     dw = None
     if need_dw:
         du = np.empty_like(cache.kernel_u)
-        for xi in range(16):                    # (numpy's stacked matmul is slow on V^T)
+        for xi in range(algorithm.positions):   # (numpy's stacked matmul is slow on V^T)
             np.matmul(v[xi, :t].T, dm[xi, :t], out=du[xi])
-        dw = winograd_kernel_adjoint(du, cache.kernel.shape)
+        dw = winograd_kernel_adjoint(du, cache.kernel.shape, algorithm)
     dx = None
     if need_dx:
         np.matmul(dm[:, :t], cache.kernel_u.transpose(0, 2, 1), out=v[:, :t])
         dv = v                                  # dV over V's memory (T' rows, the first T used)
         dx = np.zeros(cache.x_shape, dtype=dy.dtype)
-        _winograd_input_adjoint(dv, cache.pads[0], cache.pads[2], tiles_h, tiles_w, dx)
+        algorithm.input_adjoint(dv, cache.pads[0], cache.pads[2], tiles_h, tiles_w, dx)
     return dx, dw, (db if need_db else None)
 
 
-def winograd_workspace_per_image(h_out, w_out, c_in, c_out, itemsize):
+def winograd_workspace_per_image(h_out, w_out, c_in, c_out, itemsize, algorithm=F2):
     """Bytes of V and M for one image."""
-    tiles_h, tiles_w = tiles(h_out, w_out)
-    return 16 * tiles_h * tiles_w * (c_in + c_out) * itemsize
+    tiles_h, tiles_w = tiles(h_out, w_out, algorithm.m)
+    return algorithm.positions * tiles_h * tiles_w * (c_in + c_out) * itemsize
 
 
 def conv3x3_winograd(x, kernel, bias, pads, activation=0, keep_logits=False,
-                     workspace=None, kernel_u=None):
-    """y = act(conv3x3(x) + b) at stride 1 by F(2x2, 3x3). Returns (y, logits).
+                     workspace=None, kernel_u=None, algorithm=F2):
+    """y = act(conv3x3(x) + b) at stride 1 by F(2x2, 3x3) (or algorithm's F(m x m, 3x3)).
+    Returns (y, logits).
 
     x: (N, H, W, C_in); kernel: (3, 3, C_in, C_out); bias: (C_out,) or None; pads
     (P_top, P_bottom, P_left, P_right); activation: code 0 linear, 1 relu, 2 sigmoid.
     logits is Z = conv + b when keep_logits is set (and None otherwise).
-    workspace: optional flat array of at least 16 * (T + 1) * (C_in + C_out) elements of
-    x's dtype to hold V and M (tile_array), T the number of tiles. kernel_u: U if already
-    transformed.
+    workspace: optional flat array of at least P * (T + 1) * (C_in + C_out) elements of
+    x's dtype to hold V and M (tile_array), T the number of tiles, P algorithm.positions.
+    kernel_u: U if already transformed.
     """
     c_in, c_out = kernel.shape[2:]
-    t = _output_tiles(x.shape, pads)[-1]
-    if workspace is None or workspace.size < 16 * (t | 1) * (c_in + c_out):
-        workspace = np.empty(16 * (t | 1) * (c_in + c_out), dtype=x.dtype)
-    v = tile_array(t, c_in, x.dtype, workspace)
-    m = tile_array(t, c_out, x.dtype, workspace[v.size:])
-    u = winograd_kernel(kernel) if kernel_u is None else kernel_u
-    return _transform_multiply_transform(x, u, bias, pads, activation, keep_logits, v, m)
+    p = algorithm.positions
+    t = _output_tiles(x.shape, pads, algorithm.m)[-1]
+    if workspace is None or workspace.size < p * (t | 1) * (c_in + c_out):
+        workspace = np.empty(p * (t | 1) * (c_in + c_out), dtype=x.dtype)
+    v = tile_array(t, c_in, x.dtype, workspace, p)
+    m = tile_array(t, c_out, x.dtype, workspace[v.size:], p)
+    u = winograd_kernel(kernel, algorithm) if kernel_u is None else kernel_u
+    return _transform_multiply_transform(x, u, bias, pads, activation, keep_logits, v, m,
+                                         algorithm)
 
 
 def conv3x3_winograd_reference(x, kernel, bias, pads, activation=0, keep_logits=False):

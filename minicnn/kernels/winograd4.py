@@ -1,4 +1,4 @@
-"""3x3 stride-1 convolution at inference by Winograd's F(4x4, 3x3).
+"""3x3 stride-1 convolution by Winograd's F(4x4, 3x3), forward and backward.
 
 F(2x2, 3x3) (minicnn.kernels.winograd) computes a 2x2 block of outputs from a 4x4 input
 tile with 16 products per channel pair: 2.25x fewer multiply-adds than im2col. F(4x4, 3x3)
@@ -25,22 +25,20 @@ product per position xi = 6*i + j of the transformed tile, 36 in one np.matmul:
 Tile t = (n, ti, tj) reads input rows 4*ti - P_top .. 4*ti - P_top + 5 (zeros outside X)
 and writes output rows 4*ti .. 4*ti + 3 (the part inside the output).
 
+The backward is F(2x2, 3x3)'s with these matrices (minicnn.kernels.winograd), from
+dZ = act'(dY): dM = A dZ A^T per tile, dU = V^T dM and dW = G^T dU G, dV = dM U^T and
+dX += B dV B^T over tiles that overlap by two rows and columns.
+
 The price of the larger tile is rounding: the transforms' entries reach 8 and 1/24, and
-float32 results differ from im2col's by a few units in the 6th significant digit of the
-output's scale, where F(2x2, 3x3)'s differ in the 7th. That is well within what a
-prediction needs, so inference takes F(4x4, 3x3); training keeps F(2x2, 3x3), whose
-adjoints the backward needs and whose gradients stay as exact as im2col's.
+float32 outputs and gradients differ from the exact convolution by a few units in the 6th
+significant digit of their scale, where F(2x2, 3x3)'s and im2col's differ in the 7th. That
+is well within what training and prediction need (the tests bound it), and it buys 4x
+fewer multiply-adds where F(2x2, 3x3) saves 2.25x.
 """
 import numpy as np
 from numba import njit, prange
 
-from minicnn.kernels.geometry import window_output_size
-from minicnn.kernels.winograd import (
-    bias_activation_row,
-    kernel_transform,
-    tile_array,
-    winograd_reference,
-)
+from minicnn.kernels.winograd import Algorithm, bias_activation_row, winograd_reference
 
 B_T = np.array([[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
                 [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]],
@@ -49,30 +47,19 @@ G = np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
               [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]], dtype=np.float64)
 A_T = np.array([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0],
                 [0, 1, -1, 8, -8, 1]], dtype=np.float64)
-POSITIONS = 36                  # values per transformed tile
 
 
-def tiles(h_out, w_out):
-    """(tiles_h, tiles_w): 4x4 output tiles covering an H_out x W_out output."""
-    return -(-h_out // 4), -(-w_out // 4)
+# The input transform (and both adjoints) work tile by tile: per channel, a tile's values
+# are read into scalars, both passes run on them (B^T, A or B as a function of a few
+# scalars returning a tuple), and the results are stored. (The compiler does not vectorize
+# these loops over channels: their 36 stores go to 36 matrices, more streams than it
+# checks for overlap.) The output transform works on a whole row of tiles at a time, on
+# rows of channels: each step sets one row of values to a combination of six others with
+# the coefficients of one row of A^T, a loop the compiler turns into vector instructions.
 
-
-def winograd4_kernel(kernel):
-    """U[xi, c, o] = (G g G^T)[xi] of a (3, 3, C_in, C_out) kernel: (36, C_in, C_out),
-    computed in float64 (G's sixths and twenty-fourths are not exact in float32)."""
-    return kernel_transform(kernel, G)
-
-
-# The input transform works tile by tile: per channel, a tile's 36 values are read, both
-# passes of B^T run on scalars (B^T as a function of six values, which compiles to
-# registers), and its 36 transformed values are stored. The output transform works on a
-# whole row of tiles at a time, on rows of channels: each step sets one row of values to
-# a combination of six others with the coefficients of one row of A^T (a loop the compiler
-# turns into vector instructions).
-
-# B^T's integer entries as float32 scalars (exact): float32 times float32 stays float32,
-# and float64 data still computes in float64.
-_2, _4, _5 = np.float32(2), np.float32(4), np.float32(5)
+# The transforms' integer entries as float32 scalars (exact): float32 times float32 stays
+# float32, and float64 data still computes in float64.
+_2, _4, _5, _8 = np.float32(2), np.float32(4), np.float32(5), np.float32(8)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -187,47 +174,161 @@ def _winograd4_output(m, a_t, bias, code, tiles_h, tiles_w, y, logits, keep_logi
     return y
 
 
-def _output_tiles(x_shape, pads):
-    """(H_out, W_out, tiles_h, tiles_w, T) of a 3x3 stride-1 convolution of x_shape."""
-    n, h, w, _ = x_shape
-    h_out = window_output_size(h, 3, 1, pads[0], pads[1])
-    w_out = window_output_size(w, 3, 1, pads[2], pads[3])
-    tiles_h, tiles_w = tiles(h_out, w_out)
-    return h_out, w_out, tiles_h, tiles_w, n * tiles_h * tiles_w
+# The backward's adjoint transforms, tile by tile on scalars as the input transform:
+# dM = A dZ A^T (A = (A^T)^T, 6x4) and dX += B dV B^T (B = (B^T)^T, 6x6).
 
 
-def winograd4_workspace_per_image(h_out, w_out, c_in, c_out, itemsize):
-    """Bytes of V and M for one image."""
-    tiles_h, tiles_w = tiles(h_out, w_out)
-    return POSITIONS * tiles_h * tiles_w * (c_in + c_out) * itemsize
+@njit(cache=True, nogil=True, inline="always")
+def _a(z0, z1, z2, z3):
+    """A (z0, ..., z3): six values from four."""
+    plus, minus = z0 + z2, z1 + z3
+    plus4, minus2 = z0 + _4 * z2, _2 * z1 + _8 * z3
+    return z0, plus + minus, plus - minus, plus4 + minus2, plus4 - minus2, z3
 
 
-def conv3x3_winograd4(x, kernel, bias, pads, activation=0, keep_logits=False,
-                      workspace=None, kernel_u=None):
-    """y = act(conv3x3(x) + b) at stride 1 by F(4x4, 3x3). Returns (y, logits).
+@njit(cache=True, nogil=True, inline="always")
+def _b(e0, e1, e2, e3, e4, e5):
+    """B (e0, ..., e5), the adjoint of B^T."""
+    return (_4 * e0,
+            _4 * (e2 - e1 + e5) + _2 * (e4 - e3),
+            -_5 * e0 - _4 * (e1 + e2) - e3 - e4,
+            e1 - e2 + _2 * (e3 - e4) - _5 * e5,
+            e0 + e1 + e2 + e3 + e4,
+            e5)
 
-    Arguments as conv3x3_winograd's (minicnn.kernels.winograd): workspace, optional, a flat
-    array of at least 36 * (T + 1) * (C_in + C_out) elements of x's dtype for V and M;
-    kernel_u: U (36, C_in, C_out) if already transformed.
-    """
-    c_in, c_out = kernel.shape[2:]
-    h_out, w_out, tiles_h, tiles_w, t = _output_tiles(x.shape, pads)
-    size = POSITIONS * (t | 1) * (c_in + c_out)
-    if workspace is None or workspace.size < size:
-        workspace = np.empty(size, dtype=x.dtype)
-    v = tile_array(t, c_in, x.dtype, workspace, POSITIONS)
-    m = tile_array(t, c_out, x.dtype, workspace[v.size:], POSITIONS)
-    u = winograd4_kernel(kernel) if kernel_u is None else kernel_u
-    _winograd4_input(np.ascontiguousarray(x), pads[0], pads[2], tiles_h, tiles_w, v)
-    np.matmul(v[:, :t], u, out=m[:, :t])                    # the 36 products, one call
-    b = bias if bias is not None else np.zeros(c_out, dtype=x.dtype)
-    y = np.empty((x.shape[0], h_out, w_out, c_out), dtype=x.dtype)
-    logits = np.empty_like(y) if keep_logits else y
-    _winograd4_output(m, A_T.astype(x.dtype), b, activation, tiles_h, tiles_w, y, logits,
-                      keep_logits)
-    return y, (logits if keep_logits else None)
+
+@njit(cache=True, nogil=True, inline="always")
+def _a_along_row(src, i, j, ch):
+    """A applied to src[i, j:j+4, ch]: one row of the dZ tile, dZ A^T."""
+    row = src[i]
+    return _a(row[j, ch], row[j + 1, ch], row[j + 2, ch], row[j + 3, ch])
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _a_down_column(dm, t, j, ch, q0, q1, q2, q3):
+    """dM[j + 6*i, t, ch] = (A (q0[j], ..., q3[j]))[i]: column j of A (dZ A^T)."""
+    c0, c1, c2, c3, c4, c5 = _a(q0[j], q1[j], q2[j], q3[j])
+    dm[j, t, ch] = c0
+    dm[6 + j, t, ch] = c1
+    dm[12 + j, t, ch] = c2
+    dm[18 + j, t, ch] = c3
+    dm[24 + j, t, ch] = c4
+    dm[30 + j, t, ch] = c5
+
+
+@njit(cache=True, nogil=True)
+def _output_adjoint_tile(src, i, j, dm, t):
+    """dM[:, t] = A dZ_tile A^T for the 4x4 tile src[i:i+4, j:j+4] of an (H_out, W_out, C)
+    array."""
+    for ch in range(src.shape[2]):
+        q0 = _a_along_row(src, i, j, ch)
+        q1 = _a_along_row(src, i + 1, j, ch)
+        q2 = _a_along_row(src, i + 2, j, ch)
+        q3 = _a_along_row(src, i + 3, j, ch)
+        _a_down_column(dm, t, 0, ch, q0, q1, q2, q3)
+        _a_down_column(dm, t, 1, ch, q0, q1, q2, q3)
+        _a_down_column(dm, t, 2, ch, q0, q1, q2, q3)
+        _a_down_column(dm, t, 3, ch, q0, q1, q2, q3)
+        _a_down_column(dm, t, 4, ch, q0, q1, q2, q3)
+        _a_down_column(dm, t, 5, ch, q0, q1, q2, q3)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def _winograd4_output_adjoint(dz, tiles_h, tiles_w, dm):
+    n, h_out, w_out, c = dz.shape
+    for r in prange(n * tiles_h):
+        img = r // tiles_h
+        ti = r % tiles_h
+        e = np.empty((4, 4, c), dtype=dz.dtype)     # a border tile, zeros outside dZ
+        rows = min(4, h_out - 4 * ti)
+        for tj in range(tiles_w):
+            t = r * tiles_w + tj
+            cols = min(4, w_out - 4 * tj)
+            if rows == 4 and cols == 4:
+                _output_adjoint_tile(dz[img], 4 * ti, 4 * tj, dm, t)
+                continue
+            e[:] = 0.0
+            e[:rows, :cols] = dz[img, 4 * ti:4 * ti + rows, 4 * tj:4 * tj + cols]
+            _output_adjoint_tile(e, 0, 0, dm, t)
+    return dm
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _b_down_column(dv, t, j, ch):
+    """B (dV[j, t, ch], dV[6 + j, t, ch], ..., dV[30 + j, t, ch]): column j of B dV."""
+    return _b(dv[j, t, ch], dv[6 + j, t, ch], dv[12 + j, t, ch], dv[18 + j, t, ch],
+              dv[24 + j, t, ch], dv[30 + j, t, ch])
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _add_b_along_row(dst, i, j, ch, s0, s1, s2, s3, s4, s5):
+    """dst[i, j:j+6, ch] += B (s0, ..., s5): one row of (B dV) B^T."""
+    e0, e1, e2, e3, e4, e5 = _b(s0, s1, s2, s3, s4, s5)
+    row = dst[i]
+    row[j, ch] += e0
+    row[j + 1, ch] += e1
+    row[j + 2, ch] += e2
+    row[j + 3, ch] += e3
+    row[j + 4, ch] += e4
+    row[j + 5, ch] += e5
+
+
+@njit(cache=True, nogil=True)
+def _input_adjoint_tile(dv, t, dst, i, j):
+    """dst[i:i+6, j:j+6] += B dV_tile B^T into an (H, W, C) array."""
+    for ch in range(dst.shape[2]):
+        s0 = _b_down_column(dv, t, 0, ch)
+        s1 = _b_down_column(dv, t, 1, ch)
+        s2 = _b_down_column(dv, t, 2, ch)
+        s3 = _b_down_column(dv, t, 3, ch)
+        s4 = _b_down_column(dv, t, 4, ch)
+        s5 = _b_down_column(dv, t, 5, ch)
+        _add_b_along_row(dst, i, j, ch, s0[0], s1[0], s2[0], s3[0], s4[0], s5[0])
+        _add_b_along_row(dst, i + 1, j, ch, s0[1], s1[1], s2[1], s3[1], s4[1], s5[1])
+        _add_b_along_row(dst, i + 2, j, ch, s0[2], s1[2], s2[2], s3[2], s4[2], s5[2])
+        _add_b_along_row(dst, i + 3, j, ch, s0[3], s1[3], s2[3], s3[3], s4[3], s5[3])
+        _add_b_along_row(dst, i + 4, j, ch, s0[4], s1[4], s2[4], s3[4], s4[4], s5[4])
+        _add_b_along_row(dst, i + 5, j, ch, s0[5], s1[5], s2[5], s3[5], s4[5], s5[5])
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def _winograd4_input_adjoint(dv, pad_top, pad_left, tiles_h, tiles_w, dx):
+    # Tiles of rows ti and ti + 1 overlap by two input rows, so even rows of tiles run
+    # first and odd rows second: within a pass no two tasks touch the same element.
+    n, h, w, c = dx.shape
+    for parity in range(2):
+        rows_in_pass = (tiles_h - parity + 1) // 2
+        for r in prange(n * rows_in_pass):
+            img = r // rows_in_pass
+            ti = 2 * (r % rows_in_pass) + parity
+            e = np.empty((6, 6, c), dtype=dx.dtype)     # a border tile, before it is cut
+            ih0 = 4 * ti - pad_top
+            for tj in range(tiles_w):
+                t = (img * tiles_h + ti) * tiles_w + tj
+                iw0 = 4 * tj - pad_left
+                if 0 <= ih0 and ih0 + 6 <= h and 0 <= iw0 and iw0 + 6 <= w:
+                    _input_adjoint_tile(dv, t, dx[img], ih0, iw0)
+                    continue
+                e[:] = 0.0
+                _input_adjoint_tile(dv, t, e, 0, 0)
+                a0, a1 = max(0, -ih0), min(6, h - ih0)
+                b0, b1 = max(0, -iw0), min(6, w - iw0)
+                if a0 < a1 and b0 < b1:
+                    dx[img, ih0 + a0:ih0 + a1, iw0 + b0:iw0 + b1] += e[a0:a1, b0:b1]
+    return dx
+
+
+def _output(m, bias, code, tiles_h, tiles_w, y, logits, keep_logits):
+    """The output transform with F2's arguments: A^T in y's dtype."""
+    return _winograd4_output(m, A_T.astype(y.dtype), bias, code, tiles_h, tiles_w, y, logits,
+                             keep_logits)
+
+
+F4 = Algorithm("F(4x4, 3x3)", 4, G, _winograd4_input, _output, _winograd4_output_adjoint,
+               _winograd4_input_adjoint)
 
 
 def conv3x3_winograd4_reference(x, kernel, bias, pads, activation=0, keep_logits=False):
-    """NumPy twin of conv3x3_winograd4, with the transforms as matrix products."""
+    """NumPy twin of conv3x3_winograd(..., algorithm=F4), with the transforms as matrix
+    products."""
     return winograd_reference(x, kernel, bias, pads, activation, keep_logits, B_T, G, A_T)

@@ -3,14 +3,14 @@ from __future__ import annotations
 
 from minicnn.kernels import conv2d_backward, conv2d_forward, conv2d_inference
 from minicnn.kernels.conv import (
-    WINOGRAD4_MIN_CHANNELS,
     WINOGRAD_MIN_CHANNELS,
     RecomputeCache,
     conv2d_backward_bounded,
     conv2d_forward_bounded,
     micro_batches,
 )
-from minicnn.kernels.winograd import WinogradCache, winograd_backward, winograd_forward
+from minicnn.kernels.winograd import F2, WinogradCache, winograd_backward, winograd_forward
+from minicnn.kernels.winograd4 import F4
 from minicnn.layers.base import KernelLayer
 from minicnn.shapes import normalize_padding, normalize_tuple, window_2d
 
@@ -20,8 +20,10 @@ from minicnn.shapes import normalize_padding, normalize_tuple, window_2d
 # micro-batch at a time in backward.
 _workspace_limit = 256 * 2 ** 20
 # 3x3 stride-1 kernels with at least this many input channels are computed by Winograd's
-# algorithm (set_winograd_min_channels): (training, by F(2x2, 3x3); inference, by F(4x4, 3x3)).
-_winograd_min_channels = (WINOGRAD_MIN_CHANNELS, WINOGRAD4_MIN_CHANNELS)
+# algorithm, (in training, at inference) (set_winograd_min_channels), with output tiles of
+# 4x4 or 2x2 (set_winograd_tile).
+_winograd_min_channels = (WINOGRAD_MIN_CHANNELS, WINOGRAD_MIN_CHANNELS)
+_winograd_algorithm = F4
 
 
 def set_workspace_limit(nbytes) -> int:
@@ -39,9 +41,9 @@ def set_workspace_limit(nbytes) -> int:
 
 def set_winograd_min_channels(channels) -> tuple:
     """3x3 stride-1 Conv2Ds with at least this many input channels are computed by
-    Winograd's algorithm instead of im2col: F(2x2, 3x3) in training, F(4x4, 3x3) at
-    inference. channels: one number (or None: never) for both, or a pair (training,
-    inference); the default is (64, 32). Returns the previous setting, as a pair."""
+    Winograd's algorithm instead of im2col. channels: one number (or None: never) for
+    training and inference, or a pair (training, inference); the default is 32 for both.
+    Returns the previous setting, as a pair."""
     global _winograd_min_channels
     pair = tuple(channels) if isinstance(channels, (tuple, list)) else (channels, channels)
     if len(pair) != 2 or not all(
@@ -50,6 +52,19 @@ def set_winograd_min_channels(channels) -> tuple:
         raise ValueError(f"set_winograd_min_channels: expected a positive number of channels, "
                          f"None, or a pair (training, inference) of those; received {channels!r}")
     previous, _winograd_min_channels = _winograd_min_channels, pair
+    return previous
+
+
+def set_winograd_tile(m) -> int:
+    """Winograd's output tile for the Conv2Ds that take it: 4 for F(4x4, 3x3) (the default:
+    4x fewer multiply-adds than im2col, rounding a few millionths of the output's scale in
+    float32) or 2 for F(2x2, 3x3) (2.25x fewer, rounding as im2col's). Returns the previous
+    tile."""
+    global _winograd_algorithm
+    algorithms = {2: F2, 4: F4}
+    if not isinstance(m, int) or isinstance(m, bool) or m not in algorithms:
+        raise ValueError(f"set_winograd_tile: expected 2 or 4; received {m!r}")
+    previous, _winograd_algorithm = _winograd_algorithm.m, algorithms[m]
     return previous
 
 
@@ -73,9 +88,10 @@ class Conv2D(KernelLayer):
         dW = cols^T @ dZ,   db = sum_{n,i,j} dZ,   dX = col2im(dZ @ W_2d^T)
     When the whole batch's cols would exceed the workspace limit (set_workspace_limit),
     forward keeps X instead and backward rebuilds cols for a few images at a time.
-    3x3 stride-1 kernels over enough input channels take Winograd's algorithm instead:
-    in training F(2x2, 3x3) (minicnn.kernels.winograd), the same Z and gradients with 2.25x
-    fewer multiply-adds; at inference F(4x4, 3x3) (minicnn.kernels.winograd4), 4x fewer.
+    3x3 stride-1 kernels over enough input channels take Winograd's F(4x4, 3x3) instead
+    (minicnn.kernels.winograd4; F(2x2, 3x3) with set_winograd_tile(2),
+    minicnn.kernels.winograd): the same Z and gradients up to rounding, with 4x (2.25x)
+    fewer multiply-adds.
     """
 
     def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid", activation=None,
@@ -110,20 +126,22 @@ class Conv2D(KernelLayer):
             y, self._logits = conv2d_inference(x, self.kernel, self.bias, self.strides,
                                                self._pads, self._activation_code,
                                                max_workspace=_workspace_limit,
-                                               winograd_min_channels=_winograd_min_channels[1])
+                                               winograd_min_channels=_winograd_min_channels[1],
+                                               algorithm=_winograd_algorithm)
             return y
         min_channels = _winograd_min_channels[0]
         plan = micro_batches(x.shape, self.kernel.shape, self.strides, self._pads,
                              self._activation_code, x.dtype.itemsize, _workspace_limit,
-                             min_channels)
+                             min_channels, _winograd_algorithm)
         if plan.chunk < x.shape[0]:
             y, self._logits, self._cache = conv2d_forward_bounded(
                 x, self.kernel, self.bias, self.strides, self._pads, self._activation_code,
-                _workspace_limit, min_channels)
+                _workspace_limit, min_channels, _winograd_algorithm)
             return y
         if plan.winograd:
             y, self._logits, self._cache = winograd_forward(
-                x, self.kernel, self.bias, self._pads, self._activation_code)
+                x, self.kernel, self.bias, self._pads, self._activation_code,
+                _winograd_algorithm)
             return y
         y, self._logits, self._cache = conv2d_forward(
             x, self.kernel, self.bias, self.strides, self._pads, self._activation_code,
