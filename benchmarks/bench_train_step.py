@@ -339,8 +339,11 @@ def details_lines(report):
     lines += harness.sgemm_lines(s)
     for batch in report["args"]["batch_sizes"]:
         row = report["rows"].get(f"minicnn/train/{batch}")
-        if row and s.get("before"):
-            frac = row["gflops"] / s["before"]["gflops_median"]
+        # the machine's rate: the faster of the two probes (a probe disturbed by other work
+        # measures the disturbance, not the machine)
+        rates = [s[k]["gflops_median"] for k in ("before", "after") if s.get(k)]
+        if row and rates:
+            frac = row["gflops"] / max(rates)
             lines.append(f"minicnn train step, batch {batch}: {row['gflops']:.1f} GFLOP/s "
                          f"= {100 * frac:.0f} % of sgemm ({step_flops(batch, 'train') / 1e9:.1f}"
                          f" GFLOP per step, {row['seconds_per_step'] * 1e3:.0f} ms)")

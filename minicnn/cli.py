@@ -55,6 +55,7 @@ def _gradcheck_cases(rng):
         layer("Conv2D 3x3 valid, relu", lambda: layers.Conv2D(4, 3, activation="relu"), (2, 7, 7, 3)),
         layer("Conv2D 3x3 same, stride 2", lambda: layers.Conv2D(4, 3, strides=2, padding="same"), (2, 7, 8, 3)),
         layer("Conv2D 2x3 same, sigmoid", lambda: layers.Conv2D(2, (2, 3), padding="same", activation="sigmoid"), (2, 5, 6, 2)),
+        layer("Conv2D 3x3 same, 32 channels (Winograd)", lambda: layers.Conv2D(2, 3, padding="same", activation="relu"), (1, 6, 7, 32)),
         layer("MaxPooling2D 2x2 valid", lambda: layers.MaxPooling2D(2), (2, 7, 7, 3)),
         layer("MaxPooling2D 3x3 stride 2 same", lambda: layers.MaxPooling2D(3, 2, padding="same"), (2, 7, 6, 2)),
         layer("Dense, relu", lambda: layers.Dense(5, activation="relu"), (4, 7)),
