@@ -10,48 +10,28 @@ from minicnn.kernels import conv2d_forward, conv2d_inference, winograd, winograd
 from minicnn.kernels.winograd import F2
 from minicnn.kernels.winograd4 import F4
 from minicnn.model import Sequential
-from minicnn.shapes import window_2d
 
 import reference
+from strategies import conv3x3_case, conv3x3_geometries
 
 ALGORITHMS = pytest.mark.parametrize("algorithm", [F2, F4], ids=["F2", "F4"])
 TWINS = {2: winograd.conv3x3_winograd_reference, 4: winograd4.conv3x3_winograd4_reference}
 
 
-@st.composite
-def geometries(draw):
-    """(x_shape, padding, c_out) for a 3x3 stride-1 kernel that fits its input."""
-    padding = draw(st.sampled_from(["valid", "same"]))
-    low = 3 if padding == "valid" else 1
-    shape = (draw(st.integers(1, 3)), draw(st.integers(low, 14)), draw(st.integers(low, 14)),
-             draw(st.integers(1, 6)))
-    return shape, padding, draw(st.integers(1, 5))
-
-
-def _case(geometry, seed, dtype=np.float64):
-    x_shape, padding, c_out = geometry
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal(x_shape).astype(dtype)
-    w = rng.standard_normal((3, 3, x_shape[-1], c_out)).astype(dtype)
-    b = rng.standard_normal(c_out).astype(dtype)
-    pads = window_2d(x_shape[1], x_shape[2], (3, 3), (1, 1), padding)[2:]
-    return x, w, b, pads
-
-
 @ALGORITHMS
-@given(geometry=geometries(), seed=st.integers(0, 2 ** 32 - 1))
+@given(geometry=conv3x3_geometries(), seed=st.integers(0, 2 ** 32 - 1))
 def test_winograd_equals_plain_loops(algorithm, geometry, seed):
-    x, w, b, pads = _case(geometry, seed)
+    x, w, b, pads = conv3x3_case(geometry, seed)
     z_ref = reference.conv2d_forward(x, w, b, (1, 1), geometry[1])
     y, _ = winograd.conv3x3_winograd(x, w, b, pads, algorithm=algorithm)
     np.testing.assert_allclose(y, z_ref, rtol=1e-10, atol=1e-10)
 
 
 @ALGORITHMS
-@given(geometry=geometries(), activation=st.sampled_from([0, 1, 2]),
+@given(geometry=conv3x3_geometries(), activation=st.sampled_from([0, 1, 2]),
        seed=st.integers(0, 2 ** 32 - 1))
 def test_winograd_kernel_equals_its_numpy_twin(algorithm, geometry, activation, seed):
-    x, w, b, pads = _case(geometry, seed)
+    x, w, b, pads = conv3x3_case(geometry, seed)
     keep = activation == 2
     y, logits = winograd.conv3x3_winograd(x, w, b, pads, activation, keep_logits=keep,
                                           algorithm=algorithm)
@@ -64,13 +44,13 @@ def test_winograd_kernel_equals_its_numpy_twin(algorithm, geometry, activation, 
 
 
 @ALGORITHMS
-@given(geometry=geometries(), activation=st.sampled_from([0, 1, 2]), chunk=st.integers(1, 4),
+@given(geometry=conv3x3_geometries(), activation=st.sampled_from([0, 1, 2]), chunk=st.integers(1, 4),
        seed=st.integers(0, 2 ** 32 - 1))
 def test_inference_by_winograd_in_micro_batches_equals_im2col(algorithm, geometry, activation,
                                                                chunk, seed):
     # float32, as models run: the algorithms differ only by rounding, F(4x4, 3x3) by up to
     # a few millionths of the output's scale (test_winograd4.py)
-    x, w, b, pads = _case(geometry, seed, np.float32)
+    x, w, b, pads = conv3x3_case(geometry, seed, np.float32)
     y_ref, logits_ref, _ = conv2d_forward(x, w, b, (1, 1), pads, activation, keep_cache=False)
     per_image = winograd.winograd_workspace_per_image(*y_ref.shape[1:3], *w.shape[2:], 4,
                                                       algorithm)
@@ -186,10 +166,10 @@ def test_inference_and_training_take_their_own_threshold():
 
 
 @ALGORITHMS
-@given(geometry=geometries(), activation=st.sampled_from([0, 1, 2]),
+@given(geometry=conv3x3_geometries(), activation=st.sampled_from([0, 1, 2]),
        seed=st.integers(0, 2 ** 32 - 1))
 def test_training_forward_and_backward_equal_plain_loops(algorithm, geometry, activation, seed):
-    x, w, b, pads = _case(geometry, seed)
+    x, w, b, pads = conv3x3_case(geometry, seed)
     y, logits, cache = winograd.winograd_forward(x, w, b, pads, activation, algorithm)
     z_ref = reference.conv2d_forward(x, w, b, (1, 1), geometry[1])
     np.testing.assert_allclose(logits if activation == 2 else y,
@@ -204,10 +184,10 @@ def test_training_forward_and_backward_equal_plain_loops(algorithm, geometry, ac
 
 
 @ALGORITHMS
-@given(geometry=geometries(), seed=st.integers(0, 2 ** 32 - 1))
+@given(geometry=conv3x3_geometries(), seed=st.integers(0, 2 ** 32 - 1))
 def test_each_backward_transform_is_the_adjoint_of_its_forward(algorithm, geometry, seed):
     # <T(a), b> == <a, T*(b)> for the input and the output transforms.
-    x, _, _, pads = _case(geometry, seed)
+    x, _, _, pads = conv3x3_case(geometry, seed)
     rng = np.random.default_rng(seed)
     n, h, w, c = x.shape
     h_out, w_out = h + pads[0] + pads[1] - 2, w + pads[2] + pads[3] - 2
@@ -226,7 +206,7 @@ def test_each_backward_transform_is_the_adjoint_of_its_forward(algorithm, geomet
 
 
 @pytest.mark.parametrize("tile", [2, 4])
-@given(geometry=geometries(), activation=st.sampled_from(["linear", "relu", "sigmoid"]),
+@given(geometry=conv3x3_geometries(), activation=st.sampled_from(["linear", "relu", "sigmoid"]),
        seed=st.integers(0, 2 ** 32 - 1))
 def test_conv2d_by_winograd_passes_the_gradient_check(tile, geometry, activation, seed):
     from minicnn import gradcheck

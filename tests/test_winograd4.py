@@ -5,36 +5,15 @@ from hypothesis import given, strategies as st
 
 from minicnn.kernels import winograd, winograd4
 from minicnn.kernels.winograd4 import F4
-from minicnn.shapes import window_2d
 
 import reference
+from strategies import conv3x3_case, conv3x3_geometries
 
 
-@st.composite
-def geometries(draw):
-    """(x_shape, padding, c_out) for a 3x3 stride-1 kernel that fits its input: sizes that
-    leave 0 to 3 output rows and columns past the last whole 4x4 tile, and interior tiles."""
-    padding = draw(st.sampled_from(["valid", "same"]))
-    low = 3 if padding == "valid" else 1
-    shape = (draw(st.integers(1, 3)), draw(st.integers(low, 15)), draw(st.integers(low, 15)),
-             draw(st.integers(1, 6)))
-    return shape, padding, draw(st.integers(1, 5))
-
-
-def _case(geometry, seed, dtype=np.float64):
-    x_shape, padding, c_out = geometry
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal(x_shape).astype(dtype)
-    w = rng.standard_normal((3, 3, x_shape[-1], c_out)).astype(dtype)
-    b = rng.standard_normal(c_out).astype(dtype)
-    pads = window_2d(x_shape[1], x_shape[2], (3, 3), (1, 1), padding)[2:]
-    return x, w, b, pads
-
-
-@given(geometries(), st.integers(0, 2 ** 32 - 1))
+@given(conv3x3_geometries(), st.integers(0, 2 ** 32 - 1))
 def test_winograd4_in_float32_stays_within_a_few_millionths_of_the_outputs_scale(geometry, seed):
     # the rounding the module's docstring states: a few units in the 6th significant digit
-    x, w, b, pads = _case(geometry, seed)
+    x, w, b, pads = conv3x3_case(geometry, seed)
     z_ref = reference.conv2d_forward(x, w, b, (1, 1), geometry[1])
     y, _ = winograd.conv3x3_winograd(*(a.astype(np.float32) for a in (x, w, b)), pads,
                                      algorithm=F4)
@@ -57,7 +36,7 @@ def test_the_transforms_compute_a_4x4_block_of_a_1d_convolution_exactly():
        st.integers(0, 2 ** 32 - 1))
 def test_border_tiles_read_zeros_outside_the_input(n, size, padding, seed):
     # the same image inside a larger one of zeros gives the same output ('valid' crops it)
-    x, w, b, pads = _case(((n, size, size, 2), padding, 3), seed)
+    x, w, b, pads = conv3x3_case(((n, size, size, 2), padding, 3), seed)
     big = np.zeros((n, size + 8, size + 8, 2))
     big[:, 4:4 + size, 4:4 + size] = x
     y, _ = winograd.conv3x3_winograd(x, w, b, pads, algorithm=F4)
@@ -76,10 +55,10 @@ def test_the_adjoint_transforms_compute_a_and_b_exactly():
     np.testing.assert_allclose(winograd4._bt.py_func(*e), winograd4.B_T @ e, rtol=1e-12)
 
 
-@given(geometries(), st.integers(0, 2 ** 32 - 1))
+@given(conv3x3_geometries(), st.integers(0, 2 ** 32 - 1))
 def test_winograd4_gradients_in_float32_stay_within_a_few_millionths_of_their_scale(geometry,
                                                                                    seed):
-    x, w, b, pads = _case(geometry, seed)
+    x, w, b, pads = conv3x3_case(geometry, seed)
     dz = np.random.default_rng(seed + 1).standard_normal(
         reference.conv2d_forward(x, w, b, (1, 1), geometry[1]).shape)
     dx_ref, dw_ref, _ = reference.conv2d_backward(x, w, dz, (1, 1), geometry[1])
