@@ -32,7 +32,7 @@ Two phases, each timed per framework on one fixed random batch (batch 20 by defa
 The frameworks:
 
     minicnn            this repository (NumPy + Numba)
-    minicnn-im2col     the same with Winograd's F(2x2, 3x3) turned off: every convolution
+    minicnn-im2col     the same with Winograd's algorithm turned off: every convolution
                        by im2col, as before Winograd (what it gains, measured side by side)
     keras-onednn-off   Keras 3 on TensorFlow CPU, TF_ENABLE_ONEDNN_OPTS=0
     keras-onednn-on    Keras 3 on TensorFlow CPU, TF_ENABLE_ONEDNN_OPTS=1

@@ -71,7 +71,7 @@ DATA_SEED = 1234
 
 FRAMEWORKS = {                          # name -> (worker kind, extra environment)
     "minicnn": ("minicnn", {}),
-    # minicnn with every convolution by im2col (Winograd's F(2x2, 3x3) off): what it gains
+    # minicnn with every convolution by im2col (Winograd's algorithm off): what it gains
     "minicnn-im2col": ("minicnn", {"BENCH_MINICNN_WINOGRAD": "off"}),
     "keras-onednn-off": ("keras", {"TF_ENABLE_ONEDNN_OPTS": "0"}),
     "keras-onednn-on": ("keras", {"TF_ENABLE_ONEDNN_OPTS": "1"}),
