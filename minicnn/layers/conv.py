@@ -19,9 +19,9 @@ from minicnn.shapes import normalize_padding, normalize_tuple, window_2d
 # the whole batch's would not fit, by keeping the input and rebuilding the patches one
 # micro-batch at a time in backward.
 _workspace_limit = 256 * 2 ** 20
-# 3x3 stride-1 kernels with at least this many input channels are computed by Winograd's
-# algorithm, (in training, at inference) (set_winograd_min_channels), with output tiles of
-# 4x4 or 2x2 (set_winograd_tile).
+# 3x3 stride-1 kernels with at least this many input channels, (in training, at inference),
+# are computed by Winograd's algorithm (set_winograd_min_channels), with output tiles of 4x4
+# or 2x2 (set_winograd_tile).
 _winograd_min_channels = (WINOGRAD_MIN_CHANNELS, WINOGRAD_MIN_CHANNELS)
 _winograd_algorithm = F4
 
