@@ -406,7 +406,7 @@ class WinogradCache(NamedTuple):
     x_shape: tuple
     pads: tuple
     activation: int
-    algorithm: Algorithm = F2
+    algorithm: Algorithm        # F2 or F4: V's tile size and the transforms to undo
 
 
 def tile_array(t, c, dtype, buffer=None, positions=16):
@@ -443,7 +443,7 @@ def winograd_tiles(x, pads, algorithm=F2):
     return algorithm.input(np.ascontiguousarray(x), pads[0], pads[2], tiles_h, tiles_w, v)
 
 
-def _output_tiles(x_shape, pads, m=2):
+def _output_tiles(x_shape, pads, m):
     """(H_out, W_out, tiles_h, tiles_w, T) of a 3x3 stride-1 convolution of x_shape, in
     m x m output tiles."""
     n, h, w, _ = x_shape

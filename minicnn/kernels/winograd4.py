@@ -78,15 +78,20 @@ def _bt_along_row(src, ih, iw, ch):
 
 
 @njit(cache=True, nogil=True, inline="always")
+def _store_column(dst, t, j, ch, c):
+    """dst[j + 6*i, t, ch] = c[i] for i < 6: column j of tile t's 36 transformed values."""
+    dst[j, t, ch] = c[0]
+    dst[6 + j, t, ch] = c[1]
+    dst[12 + j, t, ch] = c[2]
+    dst[18 + j, t, ch] = c[3]
+    dst[24 + j, t, ch] = c[4]
+    dst[30 + j, t, ch] = c[5]
+
+
+@njit(cache=True, nogil=True, inline="always")
 def _bt_down_column(v, t, j, ch, s0, s1, s2, s3, s4, s5):
     """V[j + 6*i, t, ch] = (B^T (s0[j], ..., s5[j]))[i]: column j of the tile, B^T (d B)."""
-    c0, c1, c2, c3, c4, c5 = _bt(s0[j], s1[j], s2[j], s3[j], s4[j], s5[j])
-    v[j, t, ch] = c0
-    v[6 + j, t, ch] = c1
-    v[12 + j, t, ch] = c2
-    v[18 + j, t, ch] = c3
-    v[24 + j, t, ch] = c4
-    v[30 + j, t, ch] = c5
+    _store_column(v, t, j, ch, _bt(s0[j], s1[j], s2[j], s3[j], s4[j], s5[j]))
 
 
 @njit(cache=True, nogil=True)
@@ -207,13 +212,7 @@ def _a_along_row(src, i, j, ch):
 @njit(cache=True, nogil=True, inline="always")
 def _a_down_column(dm, t, j, ch, q0, q1, q2, q3):
     """dM[j + 6*i, t, ch] = (A (q0[j], ..., q3[j]))[i]: column j of A (dZ A^T)."""
-    c0, c1, c2, c3, c4, c5 = _a(q0[j], q1[j], q2[j], q3[j])
-    dm[j, t, ch] = c0
-    dm[6 + j, t, ch] = c1
-    dm[12 + j, t, ch] = c2
-    dm[18 + j, t, ch] = c3
-    dm[24 + j, t, ch] = c4
-    dm[30 + j, t, ch] = c5
+    _store_column(dm, t, j, ch, _a(q0[j], q1[j], q2[j], q3[j]))
 
 
 @njit(cache=True, nogil=True)
