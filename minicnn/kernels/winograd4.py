@@ -124,17 +124,26 @@ def _winograd4_input(x, pad_top, pad_left, tiles_h, tiles_w, v):
             t = r * tiles_w + tj
             iw0 = 4 * tj - pad_left
             if 0 <= ih0 and ih0 + 6 <= h and 0 <= iw0 and iw0 + 6 <= w:
-                _input_tile(x[img], ih0, iw0, v, t)
-                continue
-            for a in range(6):
-                for b in range(6):
-                    ih, iw = ih0 + a, iw0 + b
-                    if 0 <= ih < h and 0 <= iw < w:
-                        d[a, b] = x[img, ih, iw]
-                    else:
-                        d[a, b] = 0.0
-            _input_tile(d, 0, 0, v, t)
+                src, ih, iw = x[img], ih0, iw0
+            else:
+                _border_tile(x, img, ih0, iw0, d)
+                src, ih, iw = d, 0, 0
+            # One call site: Numba compiles _input_tile once (two calls, one with the
+            # constants 0, 0, would compile it twice).
+            _input_tile(src, ih, iw, v, t)
     return v
+
+
+@njit(cache=True, nogil=True)
+def _border_tile(x, img, ih0, iw0, d):
+    """d = x[img, ih0:ih0+6, iw0:iw0+6], zeros outside x."""
+    h, w, c = x.shape[1], x.shape[2], x.shape[3]
+    for a in range(d.shape[0]):
+        for b in range(d.shape[1]):
+            ih, iw = ih0 + a, iw0 + b
+            inside = 0 <= ih < h and 0 <= iw < w
+            for ch in range(c):
+                d[a, b, ch] = x[img, ih, iw, ch] if inside else 0.0
 
 
 @njit(cache=True, nogil=True)
@@ -242,13 +251,12 @@ def _winograd4_output_adjoint(dz, tiles_h, tiles_w, dm):
         rows = min(4, h_out - 4 * ti)
         for tj in range(tiles_w):
             t = r * tiles_w + tj
-            cols = min(4, w_out - 4 * tj)
-            if rows == 4 and cols == 4:
-                _output_adjoint_tile(dz[img], 4 * ti, 4 * tj, dm, t)
-                continue
-            e[:] = 0.0
-            e[:rows, :cols] = dz[img, 4 * ti:4 * ti + rows, 4 * tj:4 * tj + cols]
-            _output_adjoint_tile(e, 0, 0, dm, t)
+            if rows == 4 and 4 * tj + 4 <= w_out:
+                src, i, j = dz[img], 4 * ti, 4 * tj
+            else:
+                _border_tile(dz, img, 4 * ti, 4 * tj, e)
+                src, i, j = e, 0, 0
+            _output_adjoint_tile(src, i, j, dm, t)     # one call site, as in the input's
     return dm
 
 
@@ -305,16 +313,26 @@ def _winograd4_input_adjoint(dv, pad_top, pad_left, tiles_h, tiles_w, dx):
             for tj in range(tiles_w):
                 t = (img * tiles_h + ti) * tiles_w + tj
                 iw0 = 4 * tj - pad_left
-                if 0 <= ih0 and ih0 + 6 <= h and 0 <= iw0 and iw0 + 6 <= w:
-                    _input_adjoint_tile(dv, t, dx[img], ih0, iw0)
-                    continue
-                e[:] = 0.0
-                _input_adjoint_tile(dv, t, e, 0, 0)
-                a0, a1 = max(0, -ih0), min(6, h - ih0)
-                b0, b1 = max(0, -iw0), min(6, w - iw0)
-                if a0 < a1 and b0 < b1:
-                    dx[img, ih0 + a0:ih0 + a1, iw0 + b0:iw0 + b1] += e[a0:a1, b0:b1]
+                interior = 0 <= ih0 and ih0 + 6 <= h and 0 <= iw0 and iw0 + 6 <= w
+                if interior:
+                    dst, i, j = dx[img], ih0, iw0
+                else:
+                    e[:] = 0.0
+                    dst, i, j = e, 0, 0
+                _input_adjoint_tile(dv, t, dst, i, j)  # one call site, as in the input's
+                if not interior:
+                    _add_inside(e, dx, img, ih0, iw0)
     return dx
+
+
+@njit(cache=True, nogil=True)
+def _add_inside(e, dx, img, ih0, iw0):
+    """dx[img, ih0 + a, iw0 + b] += e[a, b] where that is inside dx."""
+    h, w, c = dx.shape[1], dx.shape[2], dx.shape[3]
+    for a in range(max(0, -ih0), min(e.shape[0], h - ih0)):
+        for b in range(max(0, -iw0), min(e.shape[1], w - iw0)):
+            for ch in range(c):
+                dx[img, ih0 + a, iw0 + b, ch] += e[a, b, ch]
 
 
 def _output(m, bias, code, tiles_h, tiles_w, y, logits, keep_logits):
