@@ -2,7 +2,8 @@
 
 Each script runs as a subprocess, as a reader would run it, on tiny_split's copy of a few
 photos per class and split, for one epoch of one or two small batches, and must exit 0 and
-write its outputs. The VGG16 flows also need the ImageNet weights and skip without them.
+write its outputs. The VGG16 flows also need the ImageNet weights (the imagenet_weights
+fixture obtains them once).
 These check that the scripts work with the API as it is, not what they learn.
 """
 import json
@@ -13,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from minicnn.applications import vgg16
 from realdata import tiny_split
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -24,13 +24,6 @@ SCRIPTS = ["1_cnn_from_scratch.py", "2_data_augmentation.py", "3_feature_extract
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     return tiny_split(tmp_path_factory.mktemp("cats_and_dogs_small"), per_class=2)
-
-
-def _needs_vgg16_weights():
-    try:
-        vgg16.imagenet_weights_path()
-    except FileNotFoundError as error:
-        pytest.skip(f"no ImageNet VGG16 weights here; run `minicnn weights vgg16` ({error})")
 
 
 def _run(script, *args, cwd):
@@ -82,8 +75,7 @@ def test_data_augmentation(data, tmp_path):
         assert (out / name).is_file(), name
 
 
-def test_feature_extraction(data, tmp_path):
-    _needs_vgg16_weights()
+def test_feature_extraction(data, tmp_path, imagenet_weights):
     out = tmp_path / "out"
     _run("3_feature_extraction.py", "--data", data, "--max-images", 3, "--epochs", 2,
          "--batch-size", 2, "--seed", 0, "--out", out, cwd=tmp_path)
@@ -97,8 +89,7 @@ def test_feature_extraction(data, tmp_path):
     assert (out / "history.png").is_file() and (out / "test.json").is_file()
 
 
-def test_feature_extraction_augmentation(data, tmp_path):
-    _needs_vgg16_weights()
+def test_feature_extraction_augmentation(data, tmp_path, imagenet_weights):
     out = tmp_path / "out"
     stdout = _run("4_feature_extraction_augmentation.py", "--data", data, "--epochs", 1,
                   "--steps-per-epoch", 1, "--batch-size", 2, "--validation-steps", 1,
@@ -108,8 +99,7 @@ def test_feature_extraction_augmentation(data, tmp_path):
     assert (out / "history.png").is_file() and (out / "test.json").is_file()
 
 
-def test_fine_tuning(data, tmp_path):
-    _needs_vgg16_weights()
+def test_fine_tuning(data, tmp_path, imagenet_weights):
     out = tmp_path / "out"
     stdout = _run("5_fine_tuning.py", "--data", data, "--head-epochs", 1, "--epochs", 1,
                   "--steps-per-epoch", 1, "--batch-size", 2, "--validation-steps", 1,

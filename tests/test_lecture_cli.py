@@ -1,7 +1,7 @@
 """`minicnn lecture FLOW`: each flow end to end on a few real photos, resuming, bad input.
 
 The flows run with a few steps of small batches; the VGG16 ones need the ImageNet weights
-(`minicnn weights vgg16`) and skip without them.
+(the imagenet_weights fixture obtains them once, as `minicnn weights vgg16` does).
 """
 import errno
 import json
@@ -49,6 +49,7 @@ def check_outputs(folder, epochs, test_images=None):
     assert metrics["best_val_acc"] == max(history["val_acc"])
     assert set(metrics["versions"]) >= {"python", "numpy", "numba", "minicnn"}
     assert metrics["images_per_second"] > 0 and metrics["seconds"] > 0
+    assert 0 <= metrics["compile_seconds"] < metrics["seconds"]
     if test_images is None:
         assert metrics["test_acc"] is None and "no test/" in metrics["test_note"]
     else:
@@ -59,15 +60,6 @@ def check_outputs(folder, epochs, test_images=None):
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     return tiny_split(tmp_path_factory.mktemp("tiny"), per_class=3)
-
-
-@pytest.fixture
-def vgg16_weights():
-    from minicnn.applications import vgg16
-    try:
-        vgg16.imagenet_weights_path()
-    except FileNotFoundError as error:
-        pytest.skip(f"no ImageNet VGG16 weights here; run `minicnn weights vgg16` ({error})")
 
 
 # -- the flows end to end ------------------------------------------------------------
@@ -143,7 +135,7 @@ def test_resume_gives_the_history_of_an_uninterrupted_run(tiny, tmp_path, capsys
     assert "already holds 3 epochs" in capsys.readouterr().err
 
 
-def test_features_extracts_once_trains_the_head_and_resumes(tiny, tmp_path, vgg16_weights,
+def test_features_extracts_once_trains_the_head_and_resumes(tiny, tmp_path, imagenet_weights,
                                                              capsys):
     assert lecture("features", *small(tiny, tmp_path / "full")) == 0
     folder = tmp_path / "full" / "features"
@@ -161,7 +153,7 @@ def test_features_extracts_once_trains_the_head_and_resumes(tiny, tmp_path, vgg1
     assert history_of(tmp_path / "parts" / "features") == history_of(folder)
 
 
-def test_features_augment_then_finetune_from_its_model(tiny, tmp_path, vgg16_weights, capsys):
+def test_features_augment_then_finetune_from_its_model(tiny, tmp_path, imagenet_weights, capsys):
     assert lecture("features-augment", *small(tiny, tmp_path, batch=2)) == 0
     metrics = check_outputs(tmp_path / "features-augment", 2, test_images=6)
     assert (metrics["params"], metrics["trainable_params"]) == (16_812_353, 2_097_665)
@@ -191,12 +183,17 @@ def test_without_data_it_runs_on_the_bundled_sample(tmp_path, capsys):
     assert lecture("scratch", "--epochs", 1, "--steps-per-epoch", 1, "--validation-steps", 1,
                    "--batch-size", 2, "--out", tmp_path) == 0
     printed = capsys.readouterr().out
-    assert "(the bundled sample)" in printed and "Found 200 images belonging to 2 classes." in printed
+    assert "(the bundled sample)" in printed and "Found 1000 images belonging to 2 classes." in printed
     if HAVE_MATPLOTLIB:
         assert f"plot: {tmp_path / 'scratch' / 'history.png'}" in printed
     check_outputs(tmp_path / "scratch", 1)
-    run = flows.resolve("scratch")
-    assert (run.hyper.epochs, run.hyper.steps_per_epoch, run.hyper.validation_steps) == (2, None, None)
+    run = flows.resolve("scratch")          # the demo: 10 passes at 3x the lecture's rate
+    assert (run.hyper.epochs, run.hyper.steps_per_epoch, run.hyper.validation_steps,
+            run.hyper.learning_rate, run.hyper.batch_size) == (10, None, None, 3e-4, 20)
+    run = flows.resolve("augment")
+    assert (run.hyper.epochs, run.hyper.steps_per_epoch, run.hyper.learning_rate) == (2, None, 1e-4)
+    run = flows.resolve("scratch", data=tmp_path)          # with --data: the lecture's own
+    assert (run.hyper.epochs, run.hyper.steps_per_epoch, run.hyper.learning_rate) == (30, 100, 1e-4)
 
 
 def test_without_matplotlib_the_plot_is_skipped(tmp_path, capsys, monkeypatch):

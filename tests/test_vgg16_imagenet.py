@@ -1,8 +1,8 @@
 """VGG16 with the real ImageNet weights: Keras's forward on real photos, the checksum check
 on load, feature extraction. (The probe values are checked in test_weights_io.py.)
 
-The weights file is made by `minicnn weights vgg16` (CI runs it before the tests);
-without it these tests skip and say so.
+The weights file is made by `minicnn weights vgg16`; the imagenet_weights fixture runs it
+once when no weights folder has the file.
 """
 import os
 
@@ -13,11 +13,7 @@ from minicnn import datasets
 from minicnn.applications import VGG16, vgg16
 
 @pytest.fixture(scope="module")
-def conv_base():
-    try:
-        vgg16.imagenet_weights_path()
-    except FileNotFoundError as error:
-        pytest.skip(f"no ImageNet VGG16 weights here; run `minicnn weights vgg16` ({error})")
+def conv_base(imagenet_weights):
     return VGG16(weights="imagenet", include_top=False, input_shape=(150, 150, 3))
 
 

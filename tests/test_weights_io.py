@@ -7,7 +7,7 @@
     the converter end to end on synthetic arrays (a test manifest), pip mocked
     bad input: missing layer, wrong shape (model unchanged), not HDF5, no layer_names,
         wrong checksum, wrong probe; an interrupted write leaves the old file
-    the real converted file (skipped, naming 'minicnn weights vgg16', when absent)
+    the real converted file (the imagenet_weights fixture makes it once when absent)
 """
 import hashlib
 import json
@@ -514,12 +514,8 @@ def test_weights_dirs_and_default_dest(tmp_path, monkeypatch):
 # -- the real converted file -------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def real_weights():
-    path = convert.find_weights()
-    if path is None:
-        pytest.skip(f"{convert.VGG16_NOTOP_FILE} not found in {convert.weights_dirs()}; "
-                    f"make it with: minicnn weights vgg16")
-    return path
+def real_weights(imagenet_weights):
+    return imagenet_weights
 
 
 def test_real_file_checksum_and_every_probe_value(real_weights):
