@@ -41,15 +41,16 @@ def _accuracy_key(history: dict):
     return None
 
 
-def plot_history(history: dict, path, title=None) -> str:
-    """Write the two-panel PNG for a History's `.history` dict; returns the path.
-
-    The file is written to a temporary name beside `path` and renamed into place.
-    """
+def history_figure(history: dict, title=None):
+    """The two panels of a History's `.history` dict as a matplotlib Figure: loss on top,
+    accuracy below (when the history has it), each with its training and validation curves,
+    the epoch axis in whole numbers from 1."""
     if "loss" not in history or not history["loss"]:
         raise ValueError(f"plot_history: the history has no 'loss' values to plot "
                          f"(keys: {sorted(history)})")
     plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+
     acc = _accuracy_key(history)
     panels = [("loss", "loss")] + ([(acc, "accuracy")] if acc else [])
     fig, axes = plt.subplots(len(panels), 1, sharex=True, figsize=(7, 3.2 * len(panels)),
@@ -64,10 +65,21 @@ def plot_history(history: dict, path, title=None) -> str:
         ax.grid(alpha=0.3)
         ax.legend(loc="best")
     axes[-1, 0].set_xlabel("epoch")
+    # Epochs are whole numbers: no 1.5 ticks on a short run, at most ~10 ticks on a long one.
+    axes[-1, 0].xaxis.set_major_locator(MaxNLocator(integer=True, nbins=10, min_n_ticks=1))
     if title:
         axes[0, 0].set_title(title)
     fig.tight_layout()
-    return _save(plt, fig, path)
+    return fig
+
+
+def plot_history(history: dict, path, title=None) -> str:
+    """Write history_figure(history, title) as a PNG; returns the path.
+
+    The file is written to a temporary name beside `path` and renamed into place.
+    """
+    fig = history_figure(history, title)
+    return _save(_pyplot(), fig, path)
 
 
 def plot_image_grid(images, path, rows=2, cols=2, title=None) -> str:

@@ -52,3 +52,32 @@ def test_plot_without_matplotlib_says_how_to_get_it(tmp_path, monkeypatch):
 def test_plot_of_an_empty_history_is_refused(tmp_path):
     with pytest.raises(ValueError, match="no 'loss' values"):
         History().plot(tmp_path / "h.png")
+
+
+@pytest.mark.parametrize("epochs", [1, 2, 3, 7, 30, 100])
+def test_plot_has_the_lectures_two_panels_with_whole_epoch_ticks(epochs):
+    pytest.importorskip("matplotlib")
+    import matplotlib.pyplot as plt
+    from minicnn.plotting import history_figure
+
+    history = History()
+    for epoch in range(epochs):
+        history.append(epoch, {"loss": 1 / (epoch + 1), "acc": 0.5 + epoch / (2 * epochs),
+                               "val_loss": 0.8, "val_acc": 0.6})
+    fig = history_figure(history.history, title="scratch")
+    try:
+        loss, acc = fig.axes
+        assert (loss.get_ylabel(), acc.get_ylabel()) == ("loss", "accuracy")
+        assert loss.get_title() == "scratch" and acc.get_xlabel() == "epoch"
+        for ax, key in ((loss, "loss"), (acc, "acc")):
+            (train, val) = ax.get_lines()
+            assert (train.get_label(), val.get_label()) == ("training", "validation")
+            assert list(train.get_xdata()) == list(range(1, epochs + 1))
+            assert list(train.get_ydata()) == history.history[key]
+            assert list(val.get_ydata()) == history.history[f"val_{key}"]
+        fig.canvas.draw()
+        low, high = acc.get_xlim()
+        ticks = [t for t in acc.get_xticks() if low <= t <= high]
+        assert 1 <= len(ticks) <= 11 and all(float(t).is_integer() for t in ticks), ticks
+    finally:
+        plt.close(fig)
