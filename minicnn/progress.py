@@ -54,3 +54,64 @@ class Progress:
             elapsed = time.perf_counter() - self.start
             print(f"{self.desc} {self.done}/{self.steps} - {elapsed:.0f}s {self._timing()} - "
                   f"{format_logs(logs)}", flush=True)
+
+
+class CompileNotice:
+    """Says when Numba starts compiling minicnn's kernels, and how long the compiling took.
+
+    A kernel is compiled the first time it is called with new argument types, and Numba
+    caches the machine code on disk (cache=True), so only a first run compiles; later runs
+    load the code in milliseconds. Inside `with CompileNotice(estimate):` the first compile of
+    a minicnn kernel prints "compiling kernels (first run only, ~N s)" before it starts;
+    `.seconds` is the time spent compiling, `.kernels` the kernels compiled. A run whose
+    kernels are all cached prints nothing.
+    """
+
+    def __init__(self, estimate_seconds: float):
+        self.estimate = estimate_seconds
+        self.seconds = 0.0
+        self.kernels: list[str] = []
+        self._depth = 0            # compiles nest (a kernel's helpers); Numba runs one at a time
+        self._start = 0.0
+
+    def __enter__(self):
+        from numba.core import event
+
+        notice = self
+
+        class Listener(event.Listener):
+            def on_start(self, ev):
+                notice._started(ev.data["dispatcher"])
+
+            def on_end(self, ev):
+                notice._ended(ev.data["dispatcher"])
+
+        self._listening = event.install_listener("numba:compile", Listener())
+        self._listening.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self._listening.__exit__(*exc)
+
+    @staticmethod
+    def _ours(dispatcher) -> bool:
+        return getattr(dispatcher.py_func, "__module__", "").startswith("minicnn.")
+
+    def _started(self, dispatcher) -> None:
+        if not self._ours(dispatcher):
+            return
+        if self._depth == 0:
+            if not self.kernels:
+                tqdm.write(f"compiling kernels (first run only, ~{self.estimate:.0f} s)",
+                           file=sys.stdout)
+                sys.stdout.flush()
+            self._start = time.perf_counter()
+            self.kernels.append(dispatcher.py_func.__name__)
+        self._depth += 1
+
+    def _ended(self, dispatcher) -> None:
+        if not self._ours(dispatcher):
+            return
+        self._depth -= 1
+        if self._depth == 0:
+            self.seconds += time.perf_counter() - self._start

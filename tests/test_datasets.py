@@ -52,6 +52,8 @@ def test_bundled_sample_is_the_lecture_layout_at_150():
     root = datasets.sample_dir()
     counts = {f"{s}/{c}": len(list((root / s / c).glob("*.jpg")))
               for s in ("train", "validation") for c in ("cats", "dogs")}
-    assert counts == {"train/cats": 100, "train/dogs": 100, "validation/cats": 50, "validation/dogs": 50}
+    assert counts == {"train/cats": 500, "train/dogs": 500, "validation/cats": 250,
+                      "validation/dogs": 250}
+    assert (datasets.SAMPLE_TRAIN, datasets.SAMPLE_VALIDATION) == (500, 250)
     with Image.open(root / "train" / "dogs" / "dog.0.jpg") as img:
         assert img.size == (150, 150) and img.mode == "RGB"

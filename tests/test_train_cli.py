@@ -14,8 +14,8 @@ def test_train_on_the_bundled_sample_writes_history_and_plot(tmp_path, capsys):
     assert cli.main(["train", "--epochs", "2", "--steps-per-epoch", "2", "--validation-steps", "1",
                      "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "(the bundled sample)" in printed and "Found 200 images belonging to 2 classes." in printed
-    assert "Found 100 images belonging to 2 classes." in printed
+    assert "(the bundled sample)" in printed and "Found 1000 images belonging to 2 classes." in printed
+    assert "Found 500 images belonging to 2 classes." in printed
     history = json.loads((out / "history.json").read_text())["history"]
     assert set(history) == {"loss", "acc", "val_loss", "val_acc"} and len(history["loss"]) == 2
     assert (out / "history.png").read_bytes()[:4] == b"\x89PNG"

@@ -7,9 +7,11 @@ folder into train/, the next 500 of each into validation/ and the next 500 into 
     validation/cats  cat.1000 ... cat.1499       validation/dogs  ...
     test/cats        cat.1500 ... cat.1999       test/dogs        ...
 
-`split` does exactly that (and refuses to overwrite a file). `sample_dir()` is a small
-bundled sample of the same photos, resized to 150x150, in the same layout (train and
-validation only), so that training runs with no download.
+`split` does exactly that (and refuses to overwrite a file). `sample_dir()` is a sample of
+the same photos bundled with the package, resized to 150x150, in the same layout (train and
+validation only), so that training runs with no download: the first 500 cats and 500 dogs
+of train/ and the first 250 of each of validation/ (13 MB), enough for the CNN from scratch
+to learn visibly in a two-minute demo.
 """
 from __future__ import annotations
 
@@ -19,6 +21,9 @@ from pathlib import Path
 
 SPLITS = ("train", "validation", "test")
 CLASSES = (("cats", "cat"), ("dogs", "dog"))
+
+
+SAMPLE_TRAIN, SAMPLE_VALIDATION = 500, 250     # photos per class in the bundled sample
 
 
 def sample_dir() -> Path:
@@ -69,7 +74,8 @@ def split(source, dest, train=1000, validation=500, test=500, progress=None) -> 
     return len(plan)
 
 
-def make_sample(data_dir, dest, train=100, validation=50, size=150, quality=85) -> int:
+def make_sample(data_dir, dest, train=SAMPLE_TRAIN, validation=SAMPLE_VALIDATION, size=150,
+                quality=85) -> int:
     """Build a sample like the bundled one from the lecture's split in data_dir.
 
     The first `train` cats and dogs of data_dir/train and the first `validation` of
