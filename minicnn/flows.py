@@ -78,20 +78,21 @@ class Flow:
     title: str                    # above the history plot
     hyper: Hyper
     uses_vgg16: bool
-    compile_seconds: float        # Numba's first-run compile of the flow's kernels, ~2 cores
+    compile_seconds: float        # Numba's first-run compile of the flow's kernels, as
+                                  # measured by benchmarks/bench_cold_start.py on 2 cores
 
 
 FLOWS = {flow.name: flow for flow in (
     Flow("scratch", "CNN from scratch", Hyper(20, 100, 30, 50, 1e-4, False), False,
-         compile_seconds=15),
+         compile_seconds=16),
     Flow("augment", "CNN + augmentation + dropout", Hyper(32, 100, 100, 50, 1e-4, True), False,
-         compile_seconds=18),
+         compile_seconds=16),
     Flow("features", "VGG16 features + dense classifier", Hyper(20, None, 30, None, 2e-5, False),
-         True, compile_seconds=8),
-    Flow("features-augment", "VGG16 base (frozen) + augmentation", Hyper(20, 100, 30, 50, 2e-5, True),
          True, compile_seconds=10),
+    Flow("features-augment", "VGG16 base (frozen) + augmentation", Hyper(20, 100, 30, 50, 2e-5, True),
+         True, compile_seconds=12),
     Flow("finetune", "VGG16 fine-tuning (block5)", Hyper(20, 100, 100, 50, 1e-5, True), True,
-         compile_seconds=15),
+         compile_seconds=18),
 )}
 # Without --data the flows run on the bundled sample (1000 train, 500 validation photos) as
 # quick demos of one pass per epoch. The CNN from scratch shows the lecture's point in about
