@@ -49,6 +49,8 @@ def worker_main(repo: str, model_name: str) -> None:
     t_import = time.perf_counter() - t0
     from numba.core import event
 
+    # The listener of minicnn.progress.CompileNotice, per kernel: written out here because
+    # the checkout measured as 'before' may not have that class.
     compiles: dict[str, dict] = {}
     depth = [0, 0.0]
 

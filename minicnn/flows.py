@@ -479,7 +479,8 @@ def resolve(name: str, data=None, out=None, overrides=None, seed=0, base_model=N
     sample = data is None
     hyper = flow.hyper
     if sample:
-        hyper = dataclasses.replace(hyper, **{**SAMPLE_OVERRIDES, **SAMPLE_FLOW_OVERRIDES.get(name, {})})
+        demo = {**SAMPLE_OVERRIDES, **SAMPLE_FLOW_OVERRIDES.get(name, {})}
+        hyper = dataclasses.replace(hyper, **demo)
     hyper = dataclasses.replace(hyper, **(overrides or {}))
     for field in ("batch_size", "epochs", "steps_per_epoch", "validation_steps"):
         value = getattr(hyper, field)
