@@ -30,6 +30,7 @@ import pytest
 from hypothesis import given, strategies as st
 from PIL import Image
 
+from minicnn.preprocessing.image import ImageDataGenerator
 from minicnn.preprocessing.iterators import (
     DirectoryIterator, Iterator, NumpyArrayIterator, generator_next)
 from realdata import data_dir
@@ -242,6 +243,42 @@ def test_skip_refuses_what_is_not_a_count(bad):
     it = NumpyArrayIterator(np.zeros((4, 1, 1, 1), np.float32), None, None, workers=0)
     with pytest.raises(ValueError, match="skip"):
         it.skip(bad)
+
+
+@given(st.integers(0, 30), st.integers(1, 30), st.integers(1, 5), st.booleans())
+def test_advance_moves_as_next_would_and_returns_the_batches_indices(before, count,
+                                                                     batch_size, shuffle):
+    x = np.arange(17, dtype=np.float32).reshape(17, 1, 1, 1)
+    walked = NumpyArrayIterator(x, None, None, batch_size=batch_size, shuffle=shuffle, seed=4,
+                                workers=0)
+    jumped = NumpyArrayIterator(x, None, None, batch_size=batch_size, shuffle=shuffle, seed=4,
+                                workers=0)
+    take(walked, before)
+    jumped.skip(before)
+    expected = [b[:, 0, 0, 0].astype(int) for b in take(walked, count)]
+    got = jumped.advance(count)
+    assert len(got) == count
+    for a, b in zip(expected, got):
+        np.testing.assert_array_equal(a, b)
+    assert (jumped.batch_index, jumped.total_batches_seen) == \
+        (walked.batch_index, walked.total_batches_seen)
+    for a, b in zip(take(walked, 3), take(jumped, 3)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_load_samples_builds_the_batch_without_moving_the_stream(image_dir, capsys):
+    datagen = ImageDataGenerator(rescale=1 / 255)
+    it = datagen.flow_from_directory(image_dir, target_size=TARGET, batch_size=4,
+                                     class_mode="categorical", shuffle=True, seed=2, workers=0)
+    it.skip(2)
+    (x, y), kept = it.load_samples(it._plan(it._cursor).index_array)
+    assert it.total_batches_seen == 2
+    x_next, y_next = next(it)
+    np.testing.assert_array_equal(kept, it.index_array[8:12])
+    np.testing.assert_array_equal(x, x_next)
+    np.testing.assert_array_equal(y, y_next)
+    with pytest.raises(ValueError, match=r"load_samples: expected \(N,\) sample indices"):
+        it.load_samples([0, N_IMAGES])
 
 
 def test_validation_iterator_keeps_its_position_between_epochs():
@@ -578,6 +615,23 @@ def test_a_batch_of_unreadable_files_only_raises_naming_them(tmp_path):
             next(it)
         x, y = next(it)                              # the stream has moved on
         assert x.shape == (1, 9, 7, 3) and x[0, 0, 0, 0] == 40
+
+
+def test_load_samples_leaves_out_unreadable_files_and_advance_warns_like_next(broken_dirs):
+    broken, _ = broken_dirs
+    it = DirectoryIterator(broken, None, target_size=(9, 7), batch_size=4, shuffle=False,
+                           workers=0)
+    (x, y), kept = it.load_samples(np.arange(4))
+    np.testing.assert_array_equal(kept, [0, 2])
+    assert _file_of_row(x) == [0, 2]
+    batch, kept = it.load_samples([1, 3])
+    assert batch is None and len(kept) == 0
+    it.load_samples(np.arange(9))                 # every file read once: all three known
+    with pytest.warns(UserWarning) as record:
+        indices = it.advance(3)
+    assert [list(i) for i in indices] == [[0, 1, 2, 3], [4, 5, 6, 7], [8]]
+    warned = [str(w.message) for w in record if "skipped the unreadable" in str(w.message)]
+    assert len(warned) == len(BAD)
 
 
 @pytest.mark.parametrize("workers", [0, 2])

@@ -415,6 +415,12 @@ class ImageDataGenerator:
         return bool(self.rotation_range or self.width_shift_range or self.height_shift_range
                     or self.shear_range or tuple(self.zoom_range) != (1, 1))
 
+    @property
+    def is_random(self):
+        """True when images can come out differently from one draw to the next (a geometric
+        transformation or a flip); False when the generator only rescales."""
+        return self.is_geometric or self.horizontal_flip or self.vertical_flip
+
     # ----------------------------------------------------------------- drawing parameters
 
     @staticmethod

@@ -244,14 +244,51 @@ class Iterator:
         iterator hands out exactly what it would have after k calls of next(): a resumed
         training run continues the stream where the interrupted one stopped.
         """
+        self._walk("skip", count)
+
+    def advance(self, count):
+        """Move `count` batches along the stream as `count` calls of next() would, without
+        building them; returns the sample indices of those batches, a list of (N,) arrays.
+
+        What a caller that already holds the samples (the validation cache) uses in place
+        of next(): the stream, and the warnings about the files of each batch, are exactly
+        those of next(). load_samples(index_array) gives the samples a batch holds.
+        """
+        plans = self._walk("advance", count)
+        for plan in plans:
+            self._report_batch(plan.index_array)
+        return [plan.index_array for plan in plans]
+
+    def _walk(self, what, count):
         if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 0:
-            raise ValueError(f"skip: expected a number of batches >= 0; received {count!r}")
+            raise ValueError(f"{what}: expected a number of batches >= 0; received {count!r}")
         with self._lock:
             self._drop_prefetched()
-            cursor = self._cursor
+            plans, cursor = [], self._cursor
             for _ in range(count):
-                cursor = self._plan(cursor).after
+                plans.append(self._plan(cursor))
+                cursor = plans[-1].after
             self._cursor = self._ahead = cursor
+        return plans
+
+    def load_samples(self, index_array):
+        """The samples index_array (N,) built as one batch, without moving the stream.
+
+        Returns (batch, kept): batch as next() returns it, kept the (M,) indices it holds,
+        M <= N (DirectoryIterator leaves out unreadable files; batch is None when none is
+        left). The augmentation seeds are zero: meant for iterators whose generator has no
+        random transformation (ImageDataGenerator.is_random False), where they play no part.
+        """
+        index_array = np.asarray(index_array, dtype=np.int64)
+        if index_array.ndim != 1 or (index_array.size and not (
+                0 <= index_array.min() and index_array.max() < self.n)):
+            raise ValueError(f"load_samples: expected (N,) sample indices in [0, {self.n}); "
+                             f"received {index_array!r}")
+        return self._load(index_array, np.zeros(len(index_array), dtype=np.int64))
+
+    def _load(self, index_array, seeds):
+        """(batch, kept) for load_samples; a subclass that leaves samples out overrides it."""
+        return self._get_batches_of_transformed_samples(index_array, seeds), index_array
 
     def on_epoch_end(self):
         """Hook called by training loops at the end of an epoch; does nothing.
@@ -544,6 +581,16 @@ class DirectoryIterator(Iterator):
         return self.classes
 
     def _get_batches_of_transformed_samples(self, index_array, seeds):
+        batch, _ = self._load(index_array, seeds)
+        if batch is None:
+            files = "; ".join(f"'{self.filepaths[j]}' ({self._unreadable[j]})"
+                              for j in index_array)
+            raise OSError(f"DirectoryIterator: every image file of this batch is unreadable, "
+                          f"and a batch cannot be empty: {files}. Remove or replace these "
+                          f"files.")
+        return batch
+
+    def _load(self, index_array, seeds):
         # One file at a time: decoding is per image by nature (Pillow releases the GIL);
         # everything after it is one batched call.
         x = np.empty((len(index_array),) + self.image_shape, dtype=np.float32)
@@ -561,29 +608,25 @@ class DirectoryIterator(Iterator):
                     self._unreadable.setdefault(int(j), str(err.__cause__ or err))
                 continue
             kept.append(i)
-        if not kept:
-            files = "; ".join(f"'{self.filepaths[j]}' ({self._unreadable[j]})"
-                              for j in index_array)
-            raise OSError(f"DirectoryIterator: every image file of this batch is unreadable, "
-                          f"and a batch cannot be empty: {files}. Remove or replace these "
-                          f"files.")
         if len(kept) < len(index_array):
             x = x[:len(kept)]
             index_array, seeds = index_array[kept], seeds[kept]
+        if not kept:
+            return None, index_array
         if self.image_data_generator is not None:
             x = self.image_data_generator.augment_batch(x, seeds)
         x = np.asarray(x, dtype=self.dtype)
         if self.class_mode is None:
-            return x
+            return x, index_array
         if self.class_mode == "input":
-            return x, x.copy()
+            return (x, x.copy()), index_array
         batch_classes = self.classes[index_array]
         if self.class_mode == "categorical":
             y = np.zeros((len(index_array), self.num_classes), dtype=self.dtype)
             y[np.arange(len(index_array)), batch_classes] = 1
         else:                                        # binary, sparse
             y = batch_classes.astype(self.dtype)
-        return x, y
+        return (x, y), index_array
 
     def _report_batch(self, index_array):
         # Runs in the calling thread as the batch is returned: the workers recorded every
