@@ -5,6 +5,7 @@ from minicnn import callbacks
 from minicnn.callbacks import Callback, EarlyStopping, History, ModelCheckpoint
 from minicnn.layers import clear_session
 from minicnn.model import Sequential
+from minicnn.validation_cache import ValidationCache
 
 __version__ = "0.1.0"
 
@@ -25,4 +26,4 @@ load_model_hdf5 = load_model
 
 __all__ = ["Callback", "EarlyStopping", "History", "ModelCheckpoint", "Sequential", "callbacks",
            "clear_session", "layers", "load_model", "load_model_hdf5", "losses", "metrics",
-           "optimizers", "save_model", "save_model_hdf5", "__version__"]
+           "optimizers", "save_model", "save_model_hdf5", "ValidationCache", "__version__"]

@@ -374,7 +374,7 @@ class Sequential(Layer):
 
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose=1, validation_data=None,
             shuffle=True, initial_epoch=0, steps_per_epoch=None, validation_steps=None,
-            validation_batch_size=None, callbacks=None):
+            validation_batch_size=None, callbacks=None, validation_cache=None):
         """Train for `epochs` epochs; returns a History with 'loss', metrics and their 'val_'.
 
         x, y: arrays (batched here, reshuffled each epoch when shuffle=True), or x an
@@ -383,6 +383,10 @@ class Sequential(Layer):
         epoch to the next (steps may cross the end of a pass), as in Keras. validation_data:
         (x_val, y_val) arrays or an iterator, run validation_steps batches (default len).
         callbacks: ModelCheckpoint, EarlyStopping, or any minicnn.callbacks.Callback.
+        validation_cache (minicnn's own; default None, off): True or a ValidationCache runs
+        each validation pass from the stored outputs of the frozen layers at the model's
+        start, computed once (the same numbers; see minicnn.validation_cache). A cache made
+        for True is closed when fit ends; one passed in stays filled for the next fit.
 
         Ctrl-C (KeyboardInterrupt) stops training after a message and returns the History of
         the finished epochs; files a ModelCheckpoint wrote are complete (written atomically).
@@ -402,6 +406,7 @@ class Sequential(Layer):
             else:
                 validation = self._batches(validation_data, None, None, False, validation_steps,
                                            "validation_data")
+        cache = self._validation_cache(validation_cache, validation)
         history = History({"epochs": epochs, "steps": train.steps})
         self.history = history
         callbacks = list(callbacks or [])
@@ -419,7 +424,9 @@ class Sequential(Layer):
                     progress.update(_means(sums))
                 logs = _means(sums)
                 if validation is not None:
-                    val_logs = self._evaluate_batches(validation, verbose=0)
+                    val_logs = cache.evaluate(self, validation) if cache else None
+                    if val_logs is None:
+                        val_logs = self._evaluate_batches(validation, verbose=0)
                     logs.update({f"val_{k}": v for k, v in val_logs.items()})
                 history.append(epoch, logs)
                 progress.close(logs)
@@ -430,9 +437,25 @@ class Sequential(Layer):
         except KeyboardInterrupt:
             print(f"\ninterrupted: training stopped after {len(history.epoch)} finished "
                   f"epoch(s); returning their history", flush=True)
+        finally:
+            if validation_cache is True and cache is not None:
+                cache.close()
         for callback in callbacks:
             callback.on_train_end()
         return history
+
+    def _validation_cache(self, validation_cache, validation):
+        from minicnn.validation_cache import ValidationCache
+
+        if validation_cache is None or validation_cache is False:
+            return None
+        if validation_cache is True:
+            return ValidationCache() if validation is not None else None
+        if not isinstance(validation_cache, ValidationCache):
+            raise TypeError(f"{self._label()}: validation_cache must be None, True or a "
+                            f"minicnn.ValidationCache; received "
+                            f"{type(validation_cache).__name__}")
+        return validation_cache
 
     def fit_generator(self, generator, steps_per_epoch=None, epochs=1, verbose=1,
                       validation_data=None, validation_steps=None, initial_epoch=0):
@@ -584,6 +607,25 @@ class _ArrayBatches:
             idx = order[part] if order is not None else part
             yield self.x[idx], (self.y[idx] if labels and self.y is not None else None)
 
+    # What a ValidationCache needs: the samples by index, and each batch's indices.
+    @property
+    def samples(self):
+        return len(self.x)
+
+    def cache_obstacle(self):
+        """Why the validation cache cannot serve these batches, or None."""
+        if self.shuffle:
+            return "the arrays are shuffled every epoch"
+        return "the arrays have no labels" if self.y is None else None
+
+    def load(self, index_array):
+        return self.x[index_array], self.y[index_array], index_array
+
+    def index_batches(self):
+        n = len(self.x)
+        return [np.arange(step * self.batch_size, min(n, (step + 1) * self.batch_size))
+                for step in range(self.steps)]
+
 
 class _IteratorBatches:
     """`steps` batches from an endless iterator (it keeps its position between epochs)."""
@@ -602,15 +644,55 @@ class _IteratorBatches:
 
     def epoch(self, labels=True):
         for _ in range(self.steps):
-            batch = next(self.iterator)
-            if isinstance(batch, (tuple, list)):
-                xb, yb = batch[0], (batch[1] if len(batch) > 1 else None)
-            else:
-                xb, yb = batch, None
-            if labels and yb is None:
-                raise ValueError(f"{self.model._label()}: `{self.what}` yields batches without "
-                                 f"labels (class_mode=None?); training and evaluation need (x, y)")
-            yield self.model._prepare(xb, yb if labels else None, self.what)
+            xb, yb = _split_batch(next(self.iterator))
+            yield self._checked(xb, yb, labels)
+
+    def _checked(self, xb, yb, labels=True):
+        if labels and yb is None:
+            raise ValueError(f"{self.model._label()}: `{self.what}` yields batches without "
+                             f"labels (class_mode=None?); training and evaluation need (x, y)")
+        return self.model._prepare(xb, yb if labels else None, self.what)
+
+    # What a ValidationCache needs: the samples by index, and each batch's indices.
+    @property
+    def samples(self):
+        return self.iterator.n
+
+    @property
+    def batch_size(self):
+        return self.iterator.batch_size
+
+    def cache_obstacle(self):
+        """Why the validation cache cannot serve these batches, or None."""
+        from minicnn.preprocessing.iterators import Iterator
+
+        if not isinstance(self.iterator, Iterator):
+            return (f"`{self.what}` is not a minicnn iterator (flow_from_directory, flow), so "
+                    f"its samples cannot be read by index")
+        generator = getattr(self.iterator, "image_data_generator", None)
+        if generator is not None and getattr(generator, "is_random", True):
+            return f"the generator of `{self.what}` draws random transformations"
+        return None
+
+    def load(self, index_array):
+        """(x, y, kept) for the samples index_array; x, y None when none of them was read."""
+        batch, kept = self.iterator.load_samples(index_array)
+        if batch is None:
+            return None, None, kept
+        xb, yb = _split_batch(batch)
+        xb, yb = self._checked(xb, yb)
+        return xb, yb, kept
+
+    def index_batches(self):
+        """The sample indices of this epoch's batches; moves the iterator as epoch() does."""
+        return self.iterator.advance(self.steps)
+
+
+def _split_batch(batch):
+    """(x, y) of a batch an iterator returned: (x, y), (x,) or x alone (y None)."""
+    if isinstance(batch, (tuple, list)):
+        return batch[0], (batch[1] if len(batch) > 1 else None)
+    return batch, None
 
 
 def _check_batch_size(batch_size, owner: str) -> int:
