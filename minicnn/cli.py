@@ -181,7 +181,8 @@ def cmd_lecture(args) -> int:
     results = []
     for run in runs:
         try:
-            metrics = flows.run_flow(run, resume=args.resume)
+            metrics = flows.run_flow(run, resume=args.resume,
+                                     validation_cache=args.validation_cache)
         except flows.Interrupted as stop:
             print(f"\n{stop}. Continue with:\n\n    {_resume_command(args, run.flow.name)}\n",
                   file=sys.stderr)
@@ -207,6 +208,8 @@ def _resume_command(args, flow) -> str:
         if value is not None:
             parts += [f"--{option.replace('_', '-')}", str(value)]
     parts += ["--seed", str(args.seed), "--out", args.out, "--resume"]
+    if not getattr(args, "validation_cache", True):
+        parts.append("--no-validation-cache")
     return " ".join(shlex.quote(p) for p in parts)
 
 
@@ -339,6 +342,9 @@ Ctrl-C keeps the finished epochs; --resume continues from the checkpoint.""")
                    help="output root; each flow writes OUT/FLOW/ (default runs/lecture)")
     p.add_argument("--resume", action="store_true",
                    help="continue from OUT/FLOW/model.h5 (same settings; --epochs may grow)")
+    p.add_argument("--no-validation-cache", dest="validation_cache", action="store_false",
+                   help="run every validation image through the frozen layers every epoch "
+                        "(default: once, then from the stored outputs; the same numbers)")
     p.set_defaults(func=cmd_lecture)
 
     p = sub.add_parser("train", help="train the lecture's CNN on a cats/dogs folder",

@@ -492,16 +492,21 @@ def resolve(name: str, data=None, out=None, overrides=None, seed=0, base_model=N
     return Run(flow, data, out, hyper, seed, sample, base_model)
 
 
-def run_flow(run: Run, resume: bool = False, verbose: int = 1) -> dict:
+def run_flow(run: Run, resume: bool = False, verbose: int = 1,
+             validation_cache: bool = True) -> dict:
     """Train one flow end to end and write its outputs; returns the metrics it wrote.
 
+    validation_cache: run each validation pass from the stored outputs of the frozen layers
+    (minicnn.ValidationCache; the same numbers, spilled to OUT/FLOW/validation_cache.npy when
+    large); False runs every validation image through the whole model every epoch.
     Raises Interrupted after Ctrl-C (the checkpoint keeps the finished epochs). A first run
     says so before Numba compiles the kernels the flow uses (CompileNotice)."""
     with CompileNotice(run.flow.compile_seconds) as compiling:
-        return _run_flow(run, resume, verbose, compiling)
+        return _run_flow(run, resume, verbose, compiling, validation_cache)
 
 
-def _run_flow(run: Run, resume: bool, verbose: int, compiling: CompileNotice) -> dict:
+def _run_flow(run: Run, resume: bool, verbose: int, compiling: CompileNotice,
+              validation_cache: bool) -> dict:
     import minicnn as mc
     from minicnn.layers import clear_session
 
@@ -555,19 +560,20 @@ def _run_flow(run: Run, resume: bool, verbose: int, compiling: CompileNotice) ->
         initial_epoch = state["epochs_done"]
         history.epoch = list(range(initial_epoch))
     checkpoint = _Checkpoint(run, data, history)
+    cache = mc.ValidationCache(folder=run.out) if validation_cache else None
     train_start = time.perf_counter()
     try:
         if _is_iterator(data.train):
             model.fit(data.train, steps_per_epoch=hyper.steps_per_epoch, epochs=hyper.epochs,
                       verbose=verbose, validation_data=data.validation,
                       validation_steps=hyper.validation_steps, initial_epoch=initial_epoch,
-                      callbacks=[checkpoint])
+                      callbacks=[checkpoint], validation_cache=cache)
         else:
             model.fit(*data.train, batch_size=hyper.batch_size, epochs=hyper.epochs,
                       verbose=verbose, validation_data=data.validation,
                       steps_per_epoch=hyper.steps_per_epoch,
                       validation_steps=hyper.validation_steps, initial_epoch=initial_epoch,
-                      callbacks=[checkpoint])
+                      callbacks=[checkpoint], validation_cache=cache)
         train_seconds = time.perf_counter() - train_start - checkpoint.seconds
         epochs_done = len(history.epoch)
         if epochs_done < hyper.epochs and not model.stop_training:
@@ -576,9 +582,14 @@ def _run_flow(run: Run, resume: bool, verbose: int, compiling: CompileNotice) ->
             print(f"model: {run.checkpoint}")
         test = _evaluate_test(model, data, splits, hyper.batch_size, verbose)
     finally:
+        if cache is not None:
+            cache.close()
         for iterator in (data.train, data.validation, data.test):
             if hasattr(iterator, "close"):
                 iterator.close()
+    if cache is not None and cache.fills:
+        print(f"validation: every pass ran from {cache.from_layer} on; the frozen layers below "
+              f"it ran once per image ({cache.fills} fill{'s' * (cache.fills > 1)})")
     if compiling.kernels:
         print(f"compiled {len(compiling.kernels)} kernels in {compiling.seconds:.1f} s "
               f"(Numba's cache keeps them for the next runs)")
@@ -603,6 +614,7 @@ def _run_flow(run: Run, resume: bool, verbose: int, compiling: CompileNotice) ->
         else None,
         "feature_extraction_seconds": None if data.extraction_seconds is None
         else round(data.extraction_seconds, 3),
+        "validation_cache": _cache_record(cache),
         "params": model.count_params(),
         "trainable_params": int(sum(w.size for w in model.trainable_weights)),
         "versions": versions(),
@@ -611,6 +623,14 @@ def _run_flow(run: Run, resume: bool, verbose: int, compiling: CompileNotice) ->
     _write_json(metrics_path, metrics)
     print(f"metrics: {metrics_path}")
     return metrics
+
+
+def _cache_record(cache) -> dict:
+    """What metrics.json says about the validation cache: used or not, and why not."""
+    if cache is None:
+        return {"used": False, "reason": "turned off (--no-validation-cache)"}
+    return {"used": cache.used, "reason": cache.reason, "fills": cache.fills,
+            "runs_from": cache.from_layer}
 
 
 def _evaluate_test(model, data: Data, splits, batch_size, verbose) -> dict:

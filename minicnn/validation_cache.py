@@ -52,7 +52,8 @@ class ValidationCache:
 
     Attributes: used (whether the last validation pass ran from the cache), reason (why
     not, when it did not), fills (how many times the prefix outputs were computed), cut
-    (index of the first leaf run on every pass), path (the spill file or None).
+    (index of the first leaf run on every pass), from_layer (that leaf's name), path (the
+    spill file or None).
     """
 
     def __init__(self, folder=None, max_memory=DEFAULT_MAX_MEMORY):
@@ -64,6 +65,7 @@ class ValidationCache:
             raise FileNotFoundError(f"ValidationCache: `folder` '{folder}' is not a folder")
         self.folder, self.max_memory = folder, int(max_memory)
         self.used, self.reason, self.fills, self.cut, self.path = False, None, 0, None, None
+        self.from_layer = None
         self._state = None
         self._outputs = self._labels = self._present = None
 
@@ -87,7 +89,7 @@ class ValidationCache:
         state = _state(leaves, cut)
         if state != self._state:
             self._fill(batches, leaves, cut)
-            self._state, self.cut = state, cut
+            self._state, self.cut, self.from_layer = state, cut, leaves[cut].name
         self.used = True
         return self._pass(model, batches, leaves[cut:])
 

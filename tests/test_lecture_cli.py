@@ -163,6 +163,26 @@ def test_features_augment_then_finetune_from_its_model(tiny, tmp_path, imagenet_
     metrics = check_outputs(tmp_path / "finetune", 2, test_images=6)
     assert metrics["trainable_params"] == 9_177_089
     assert metrics["hyperparameters"]["learning_rate"] == 1e-5
+    assert metrics["validation_cache"]["used"] and metrics["validation_cache"]["fills"] == 1
+    assert metrics["validation_cache"]["runs_from"] == "block5_conv1"
+
+
+def test_the_validation_cache_changes_no_number_of_the_vgg16_flows(tiny, tmp_path,
+                                                                    imagenet_weights):
+    for flow, runs_from in (("features-augment", "dense"), ("finetune", "block5_conv1")):
+        assert lecture(flow, *small(tiny, tmp_path / "cached", batch=2)) == 0
+        assert lecture(flow, *small(tiny, tmp_path / "uncached", batch=2),
+                       "--no-validation-cache") == 0
+        cached = json.loads((tmp_path / "cached" / flow / "metrics.json").read_text())
+        uncached = json.loads((tmp_path / "uncached" / flow / "metrics.json").read_text())
+        assert cached["validation_cache"]["runs_from"].startswith(runs_from)
+        assert uncached["validation_cache"] == {"used": False,
+                                                "reason": "turned off (--no-validation-cache)"}
+        for key, values in history_of(tmp_path / "uncached" / flow).items():
+            np.testing.assert_allclose(history_of(tmp_path / "cached" / flow)[key], values,
+                                       rtol=1e-5, err_msg=f"{flow} {key}")
+        assert cached["test_acc"] == uncached["test_acc"]
+        assert not (tmp_path / "cached" / flow / "validation_cache.npy").exists()
 
 
 def test_unfreeze_from_block5_conv1_as_the_lecture():
