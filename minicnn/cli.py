@@ -178,23 +178,17 @@ def cmd_lecture(args) -> int:
         if run.flow.uses_vgg16:
             from minicnn.applications.vgg16 import imagenet_weights_path
             imagenet_weights_path()
-    results = []
-    for run in runs:
-        try:
-            metrics = flows.run_flow(run, resume=args.resume,
-                                     validation_cache=args.validation_cache)
-        except flows.Interrupted as stop:
-            print(f"\n{stop}. Continue with:\n\n    {_resume_command(args, run.flow.name)}\n",
-                  file=sys.stderr)
-            return 130
-        results.append(metrics)
-        print()
-    if len(results) > 1:
-        print(f"{'flow':<18} {'epochs':>6} {'best val_acc':>12} {'test_acc':>9} {'seconds':>9}")
-        for m in results:
-            test = "-" if m["test_acc"] is None else f"{m['test_acc']:.4f}"
-            print(f"{m['flow']:<18} {m['epochs_run']:>6} {m['best_val_acc']:>12.4f} "
-                  f"{test:>9} {m['seconds']:>9.0f}")
+    try:
+        if args.flow == "all":
+            from minicnn.whole_lecture import run_lecture
+            run_lecture(runs, args.out, resume=args.resume,
+                        validation_cache=args.validation_cache)
+        else:
+            flows.run_flow(runs[0], resume=args.resume, validation_cache=args.validation_cache)
+    except flows.Interrupted as stop:
+        print(f"\n{stop}. Continue with:\n\n    {_resume_command(args, stop.flow)}\n",
+              file=sys.stderr)
+        return 130
     return 0
 
 

@@ -80,19 +80,24 @@ class Flow:
     uses_vgg16: bool
     compile_seconds: float        # Numba's first-run compile of the flow's kernels, as
                                   # measured by benchmarks/bench_cold_start.py on 2 cores
+    book_val_acc: float           # the validation accuracy the book reports for the flow
+    seconds_per_image: float      # an epoch's seconds per training image, validation included,
+                                  # on the lecture's data on 2 cores (benchmarks/lecture/RESULTS.md):
+                                  # `minicnn lecture all`'s first guess of the time left
 
 
 FLOWS = {flow.name: flow for flow in (
     Flow("scratch", "CNN from scratch", Hyper(20, 100, 30, 50, 1e-4, False), False,
-         compile_seconds=16),
+         compile_seconds=16, book_val_acc=0.71, seconds_per_image=0.014),
     Flow("augment", "CNN + augmentation + dropout", Hyper(32, 100, 100, 50, 1e-4, True), False,
-         compile_seconds=16),
+         compile_seconds=16, book_val_acc=0.82, seconds_per_image=0.013),
+    # features: 0.7 s per epoch of 2000 feature vectors, after ~300 s extracting 4000 images
     Flow("features", "VGG16 features + dense classifier", Hyper(20, None, 30, None, 2e-5, False),
-         True, compile_seconds=10),
+         True, compile_seconds=10, book_val_acc=0.90, seconds_per_image=0.0054),
     Flow("features-augment", "VGG16 base (frozen) + augmentation", Hyper(20, 100, 30, 50, 2e-5, True),
-         True, compile_seconds=12),
+         True, compile_seconds=12, book_val_acc=0.96, seconds_per_image=0.05),
     Flow("finetune", "VGG16 fine-tuning (block5)", Hyper(20, 100, 100, 50, 1e-5, True), True,
-         compile_seconds=18),
+         compile_seconds=18, book_val_acc=0.97, seconds_per_image=0.062),
 )}
 # Without --data the flows run on the bundled sample (1000 train, 500 validation photos) as
 # quick demos of one pass per epoch. The CNN from scratch shows the lecture's point in about
@@ -493,20 +498,21 @@ def resolve(name: str, data=None, out=None, overrides=None, seed=0, base_model=N
 
 
 def run_flow(run: Run, resume: bool = False, verbose: int = 1,
-             validation_cache: bool = True) -> dict:
+             validation_cache: bool = True, callbacks=()) -> dict:
     """Train one flow end to end and write its outputs; returns the metrics it wrote.
 
     validation_cache: run each validation pass from the stored outputs of the frozen layers
     (minicnn.ValidationCache; the same numbers, spilled to OUT/FLOW/validation_cache.npy when
     large); False runs every validation image through the whole model every epoch.
+    callbacks: more minicnn.callbacks.Callback objects for fit (after the checkpoint's).
     Raises Interrupted after Ctrl-C (the checkpoint keeps the finished epochs). A first run
     says so before Numba compiles the kernels the flow uses (CompileNotice)."""
     with CompileNotice(run.flow.compile_seconds) as compiling:
-        return _run_flow(run, resume, verbose, compiling, validation_cache)
+        return _run_flow(run, resume, verbose, compiling, validation_cache, list(callbacks))
 
 
 def _run_flow(run: Run, resume: bool, verbose: int, compiling: CompileNotice,
-              validation_cache: bool) -> dict:
+              validation_cache: bool, callbacks: list) -> dict:
     import minicnn as mc
     from minicnn.layers import clear_session
 
@@ -567,13 +573,13 @@ def _run_flow(run: Run, resume: bool, verbose: int, compiling: CompileNotice,
             model.fit(data.train, steps_per_epoch=hyper.steps_per_epoch, epochs=hyper.epochs,
                       verbose=verbose, validation_data=data.validation,
                       validation_steps=hyper.validation_steps, initial_epoch=initial_epoch,
-                      callbacks=[checkpoint], validation_cache=cache)
+                      callbacks=[checkpoint, *callbacks], validation_cache=cache)
         else:
             model.fit(*data.train, batch_size=hyper.batch_size, epochs=hyper.epochs,
                       verbose=verbose, validation_data=data.validation,
                       steps_per_epoch=hyper.steps_per_epoch,
                       validation_steps=hyper.validation_steps, initial_epoch=initial_epoch,
-                      callbacks=[checkpoint], validation_cache=cache)
+                      callbacks=[checkpoint, *callbacks], validation_cache=cache)
         train_seconds = time.perf_counter() - train_start - checkpoint.seconds
         epochs_done = len(history.epoch)
         if epochs_done < hyper.epochs and not model.stop_training:

@@ -94,3 +94,35 @@ def plot_image_grid(images, path, rows=2, cols=2, title=None) -> str:
         fig.suptitle(title)
     fig.tight_layout()
     return _save(plt, fig, path)
+
+
+def validation_curves_figure(curves: dict, book: dict | None = None, title=None):
+    """One panel: each flow's validation accuracy per epoch (curves: name -> values), with
+    the book's figure for it (book: name -> accuracy) as a dotted line of the same colour."""
+    curves = {name: values for name, values in curves.items() if len(values)}
+    if not curves:
+        raise ValueError("plot_validation_curves: no flow has validation accuracies to plot")
+    plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+
+    fig, ax = plt.subplots(figsize=(8, 4.8))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for (name, values), colour in zip(curves.items(), colours * len(curves)):
+        ax.plot(range(1, len(values) + 1), values, "-", color=colour, linewidth=1.4,
+                label=f"{name} (best {max(values):.3f})")
+        if book and name in book:
+            ax.axhline(book[name], color=colour, linestyle=":", linewidth=1.2)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation accuracy")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=10, min_n_ticks=1))
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", title="dotted: the book's figure" if book else None)
+    ax.set_title(title or "The lecture's flows: validation accuracy per epoch")
+    fig.tight_layout()
+    return fig
+
+
+def plot_validation_curves(curves: dict, book: dict | None, path, title=None) -> str:
+    """Write validation_curves_figure(curves, book, title) as a PNG; returns the path."""
+    fig = validation_curves_figure(curves, book, title)
+    return _save(_pyplot(), fig, path)

@@ -185,6 +185,83 @@ def test_the_validation_cache_changes_no_number_of_the_vgg16_flows(tiny, tmp_pat
         assert not (tmp_path / "cached" / flow / "validation_cache.npy").exists()
 
 
+def test_all_runs_the_five_flows_with_one_overall_line_a_table_and_a_figure(
+        tiny, tmp_path, imagenet_weights, capsys, monkeypatch):
+    """`lecture all`: uninterrupted; then Ctrl-C inside flow 2 and --resume, which skips
+    the finished flow and ends with the same five histories and the same table."""
+    assert lecture("all", *small(tiny, tmp_path / "once", batch=2)) == 0
+    printed = capsys.readouterr().out
+    lines = [line for line in printed.splitlines() if line.startswith("lecture: ")]
+    # one line as each flow starts, one after each of its 2 epochs
+    assert len(lines) == 5 * 3
+    assert lines[0].startswith("lecture: flow 1/5 scratch, epoch 0/2 - 0/10 epochs")
+    assert lines[-1].startswith("lecture: flow 5/5 finetune, epoch 2/2 - 10/10 epochs")
+    assert lines[-1].endswith("about 0m00s left")
+    assert all(" so far - about " in line for line in lines)
+    summary = json.loads((tmp_path / "once" / "lecture.json").read_text())
+    rows = summary["flows"]
+    assert [r["flow"] for r in rows] == list(flows.FLOWS)
+    for row in rows:
+        folder = tmp_path / "once" / row["flow"]
+        metrics = json.loads((folder / "metrics.json").read_text())
+        assert row["final_val_acc"] == metrics["final_val_acc"] == history_of(folder)["val_acc"][-1]
+        assert row["test_acc"] == metrics["test_acc"]
+        assert row["book_val_acc"] == flows.FLOWS[row["flow"]].book_val_acc
+        assert row["final_minus_book"] == pytest.approx(row["final_val_acc"] - row["book_val_acc"],
+                                                        abs=1e-4)
+        table_line = next(line for line in printed.splitlines()
+                          if line.startswith(f"{row['flow']} ") and "pp" in line)
+        assert f"{row['final_val_acc']:.3f}" in table_line and f"~{row['book_val_acc']:.2f}" in table_line
+    assert [r["book_val_acc"] for r in rows] == [0.71, 0.82, 0.90, 0.96, 0.97]
+    if HAVE_MATPLOTLIB:
+        assert (tmp_path / "once" / "lecture.png").stat().st_size > 10_000
+
+    steps = []
+    original = mc.Sequential._train_step
+
+    def interrupted_in_flow_2(self, *args, **kwargs):
+        steps.append(1)
+        if len(steps) == 2 * 2 + 3:          # scratch's 4 steps, then augment's third
+            raise KeyboardInterrupt
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(mc.Sequential, "_train_step", interrupted_in_flow_2)
+    assert lecture("all", *small(tiny, tmp_path / "twice", batch=2)) == 130
+    err = capsys.readouterr().err
+    assert "augment: interrupted after 1 of 2 epochs" in err
+    assert "minicnn lecture all" in err and "--resume" in err
+    assert not (tmp_path / "twice" / "lecture.json").exists()
+    monkeypatch.setattr(mc.Sequential, "_train_step", original)
+    assert lecture("all", *small(tiny, tmp_path / "twice", batch=2), "--resume") == 0
+    printed = capsys.readouterr().out
+    assert "scratch: already finished" in printed and "resuming augment" in printed
+    assert "lecture: flow 2/5 augment, epoch 1/2 - 3/10 epochs" in printed
+    for flow in flows.FLOWS:
+        for key, values in history_of(tmp_path / "once" / flow).items():
+            np.testing.assert_allclose(history_of(tmp_path / "twice" / flow)[key], values,
+                                       rtol=1e-6, err_msg=f"{flow} {key}")
+
+
+def test_the_overall_estimate_uses_the_measured_pace():
+    from minicnn.whole_lecture import LecturePlan, format_duration
+    now = [0.0]
+    runs = [flows.resolve(name, "DIR") for name in ("scratch", "augment")]
+    plan = LecturePlan(runs, clock=lambda: now[0])
+    guess = [r.flow.seconds_per_image * r.hyper.steps_per_epoch * r.hyper.batch_size
+             for r in runs]
+    assert plan.total_epochs == 130
+    assert plan.seconds_left() == pytest.approx(30 * guess[0] + 100 * guess[1])
+    now[0] = 100.0
+    plan.epoch_ended(0, 2, 50.0)              # twice the guessed pace
+    assert plan.seconds_left() == pytest.approx(28 * 50.0 + 100 * guess[1])
+    plan.flow_ended(0)                        # augment's guess scales by the same factor
+    assert plan.seconds_left() == pytest.approx(100 * guess[1] * 50.0 / guess[0])
+    assert plan.line(1) == (f"lecture: flow 2/2 augment, epoch 0/100 - 30/130 epochs - "
+                            f"1m40s so far - about {format_duration(plan.seconds_left())} left")
+    assert format_duration(3 * 3600 + 5 * 60 + 29) == "3h05m"
+    assert format_duration(59.6) == "1m00s"
+
+
 def test_unfreeze_from_block5_conv1_as_the_lecture():
     from minicnn.applications import VGG16
     run = flows.resolve("finetune", None, seed=0)
