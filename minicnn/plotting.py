@@ -116,7 +116,7 @@ def validation_curves_figure(curves: dict, book: dict | None = None, title=None)
     ax.set_ylabel("validation accuracy")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=10, min_n_ticks=1))
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", title="dotted: the book's figure" if book else None)
+    ax.legend(loc="best", title="dotted: the book's figure" if book else None)
     ax.set_title(title or "The lecture's flows: validation accuracy per epoch")
     fig.tight_layout()
     return fig
