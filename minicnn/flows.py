@@ -28,7 +28,9 @@ A run writes into its folder:
     history.json   loss, acc, val_loss, val_acc per epoch (History.save; `minicnn plot` reads it)
     history.png    the lecture's loss and accuracy panels (needs matplotlib; skipped without)
     metrics.json   final and best val_acc, test_acc on test/ (null, with the reason, when the
-                   data has no test/), times, images per second, versions, settings
+                   data has no test/), times (epoch_seconds: each epoch this run trained,
+                   validation included, checkpoint writing not), images per second, versions,
+                   settings
     features.npz   (features only) the conv base's features of every split, with the labels
 """
 from __future__ import annotations
@@ -435,9 +437,16 @@ class _Checkpoint(Callback):
         super().__init__()
         self.run, self.data, self.history = run, data, history
         self.seconds = 0.0                # spent writing, left out of the training speed
+        self.epoch_seconds: list[float] = []  # each epoch of this run, validation included
+        self._epoch_start = None
+
+    def on_train_begin(self, logs=None):
+        self._epoch_start = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
         start = time.perf_counter()
+        if self._epoch_start is not None:
+            self.epoch_seconds.append(start - self._epoch_start)
         history = _copy_history(self.history)
         history.append(epoch, logs or {})
         state = {**self.run.settings(), "epochs_done": len(history.epoch),
@@ -448,6 +457,7 @@ class _Checkpoint(Callback):
         with _writing(path, "the history"):
             self.history.save(path)
         self.seconds += time.perf_counter() - start
+        self._epoch_start = time.perf_counter()
 
 
 def _copy_history(history):
@@ -614,6 +624,7 @@ def _run_flow(run: Run, resume: bool, verbose: int, compiling: CompileNotice,
         "seconds": round(time.perf_counter() - start, 3),
         "train_seconds": round(train_seconds, 3),
         "checkpoint_seconds": round(checkpoint.seconds, 3),
+        "epoch_seconds": [round(t, 3) for t in checkpoint.epoch_seconds],
         "compile_seconds": round(compiling.seconds, 3),
         "images_trained": images,
         "images_per_second": round(images / train_seconds, 2) if train_seconds > 0 and images

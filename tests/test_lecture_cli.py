@@ -50,6 +50,9 @@ def check_outputs(folder, epochs, test_images=None):
     assert set(metrics["versions"]) >= {"python", "numpy", "numba", "minicnn"}
     assert metrics["images_per_second"] > 0 and metrics["seconds"] > 0
     assert 0 <= metrics["compile_seconds"] < metrics["seconds"]
+    ran = epochs - (metrics["resumed_from_epoch"] or 0)
+    assert len(metrics["epoch_seconds"]) == ran and all(t > 0 for t in metrics["epoch_seconds"])
+    assert sum(metrics["epoch_seconds"]) <= metrics["train_seconds"] + 1e-3
     if test_images is None:
         assert metrics["test_acc"] is None and "no test/" in metrics["test_note"]
     else:
