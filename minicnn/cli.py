@@ -316,7 +316,10 @@ history.png, metrics.json (val_acc, test_acc on test/, times, images/s, versions
 Without --data: the bundled sample (1000 train, 500 validation photos), one pass per epoch,
 as a quick demo: scratch runs 10 epochs at lr 3e-4 (about two minutes on two cores), the
 other flows 2 epochs. The VGG16 flows need the ImageNet weights: minicnn weights vgg16.
-Ctrl-C keeps the finished epochs; --resume continues from the checkpoint.""")
+Ctrl-C keeps the finished epochs; --resume continues from the checkpoint.
+all: one overall line after every epoch (flow, epoch, time so far, time left); at the end
+a table of the five flows against the book (OUT/lecture.json) and their validation curves
+(OUT/lecture.png); --resume skips the finished flows.""")
     p.add_argument("flow", choices=["scratch", "augment", "features", "features-augment",
                                     "finetune", "all"], help="which flow, or all five in order")
     p.add_argument("--data", metavar="DIR",
