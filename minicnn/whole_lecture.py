@@ -26,11 +26,15 @@ FIGURE = "lecture.png"
 
 
 def train_images_per_epoch(run: flows.Run) -> int:
-    """Training images one epoch of the run takes: its steps times its batch, or one pass."""
+    """Training images one epoch of the run takes: its steps times its batch, or one pass
+    (the image files under train/, as the directory iterator counts them)."""
+    from minicnn.preprocessing.iterators import WHITE_LIST_FORMATS
+
     if run.hyper.steps_per_epoch is not None:
         return run.hyper.steps_per_epoch * run.hyper.batch_size
     train = os.path.join(run.data, "train")
-    return sum(len(files) for _, _, files in os.walk(train))
+    return sum(name.lower().endswith(WHITE_LIST_FORMATS)
+               for _, _, files in os.walk(train) for name in files)
 
 
 def format_duration(seconds: float) -> str:
@@ -48,8 +52,9 @@ class LecturePlan:
         self.clock = clock
         self.start = clock()
         self.epochs_done = [0] * len(runs)
+        self.guess = [run.flow.seconds_per_image * train_images_per_epoch(run) for run in runs]
         self.measured: dict[int, float] = {}     # flow index -> seconds per epoch, this run
-        self.speed = 1.0                         # measured / estimated, over finished flows
+        self.speed = 1.0                         # measured / guessed, the last flow trained
 
     @property
     def total_epochs(self) -> int:
@@ -59,8 +64,7 @@ class LecturePlan:
         """Seconds per epoch of flow `index`: measured if it ran here, else estimated."""
         if index in self.measured:
             return self.measured[index]
-        run = self.runs[index]
-        return run.flow.seconds_per_image * train_images_per_epoch(run) * self.speed
+        return self.guess[index] * self.speed
 
     def seconds_left(self) -> float:
         return sum((run.hyper.epochs - done) * self.estimate(i)
@@ -72,11 +76,9 @@ class LecturePlan:
 
     def flow_ended(self, index: int) -> None:
         """The flow is finished; its pace tells how fast this machine is against the guess."""
-        run = self.runs[index]
-        self.epochs_done[index] = run.hyper.epochs
-        guess = run.flow.seconds_per_image * train_images_per_epoch(run)
-        if index in self.measured and guess > 0:
-            self.speed = self.measured[index] / guess
+        self.epochs_done[index] = self.runs[index].hyper.epochs
+        if index in self.measured and self.guess[index] > 0:
+            self.speed = self.measured[index] / self.guess[index]
 
     def line(self, index: int) -> str:
         run = self.runs[index]

@@ -245,6 +245,15 @@ def test_all_runs_the_five_flows_with_one_overall_line_a_table_and_a_figure(
                                        rtol=1e-6, err_msg=f"{flow} {key}")
 
 
+def test_a_one_pass_epoch_counts_the_image_files(tmp_path):
+    from minicnn.whole_lecture import train_images_per_epoch
+    for name in ("cats/a.jpg", "cats/b.PNG", "dogs/deep/c.jpeg", "dogs/notes.txt"):
+        (tmp_path / "train" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "train" / name).write_bytes(b"")
+    assert train_images_per_epoch(flows.resolve("features", tmp_path)) == 3
+    assert train_images_per_epoch(flows.resolve("scratch", tmp_path)) == 100 * 20
+
+
 def test_the_overall_estimate_uses_the_measured_pace():
     from minicnn.whole_lecture import LecturePlan, format_duration
     now = [0.0]

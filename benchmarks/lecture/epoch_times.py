@@ -30,15 +30,14 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 from harness import load_average, machine_info, cpu_line  # noqa: E402
+sys.path.insert(0, HERE)
+from keras_flows import write_json  # noqa: E402  (atomic: temporary name, then rename)
 
 VGG16_FLOWS = ("features-augment", "finetune")
 
 
 def variants(flow):
-    yield "minicnn", True
-    if flow in VGG16_FLOWS:
-        yield "minicnn-uncached", True
-    yield "keras", False
+    return ["minicnn"] + (["minicnn-uncached"] if flow in VGG16_FLOWS else []) + ["keras"]
 
 
 def command(flow, variant, args, out):
@@ -96,15 +95,15 @@ def main(argv=None):
     machine = machine_info()
     print(cpu_line(machine), flush=True)
     rows = [run_variant(flow, variant, args)
-            for flow in args.flows for variant, _ in variants(flow)]
+            for flow in args.flows for variant in variants(flow)]
     keras = {r["flow"]: r["median_seconds"] for r in rows if r["variant"] == "keras"}
     print(f"\n{'flow':<18} {'variant':<17} {'s/epoch':>8} {'/ keras':>8}")
     for r in rows:
         r["ratio_to_keras"] = round(r["median_seconds"] / keras[r["flow"]], 3)
         print(f"{r['flow']:<18} {r['variant']:<17} {r['median_seconds']:>8.1f} "
               f"{r['ratio_to_keras']:>8.2f}")
-    with open(os.path.join(args.out, "epoch_times.json"), "w") as f:
-        json.dump({"machine": machine, "epochs": args.epochs, "rows": rows}, f, indent=2)
+    write_json(os.path.join(args.out, "epoch_times.json"),
+               {"machine": machine, "epochs": args.epochs, "rows": rows})
     return 0
 
 
