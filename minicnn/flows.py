@@ -29,8 +29,10 @@ A run writes into its folder:
     history.png    the lecture's loss and accuracy panels (needs matplotlib; skipped without)
     metrics.json   final and best val_acc, test_acc on test/ (null, with the reason, when the
                    data has no test/), times (epoch_seconds: each epoch this run trained,
-                   validation included, checkpoint writing not), images per second, versions,
-                   settings
+                   validation included, checkpoint writing not; sessions: the same for every
+                   run that trained this model, resumed ones too, with each run's start time
+                   and CPU, so that a schedule spread over days still has its wall time),
+                   images per second, versions, settings
     features.npz   (features only) the conv base's features of every split, with the labels
 """
 from __future__ import annotations
@@ -433,11 +435,14 @@ class _Checkpoint(Callback):
     `history` holds every epoch so far, the resumed ones too; an epoch joins it only once
     the checkpoint holds it, so a Ctrl-C during the write loses nothing already saved."""
 
-    def __init__(self, run: Run, data: Data, history):
+    def __init__(self, run: Run, data: Data, history, sessions: list):
         super().__init__()
         self.run, self.data, self.history = run, data, history
         self.seconds = 0.0                # spent writing, left out of the training speed
-        self.epoch_seconds: list[float] = []  # each epoch of this run, validation included
+        self.session = {"first_epoch": len(history.epoch) + 1, "started": _utc_now(),
+                        "cpu": cpu_model(), "epoch_seconds": []}
+        self.sessions = [*sessions, self.session]    # every run of this model, this one last
+        self.epoch_seconds = self.session["epoch_seconds"]  # each epoch of this run
         self._epoch_start = None
 
     def on_train_begin(self, logs=None):
@@ -446,11 +451,12 @@ class _Checkpoint(Callback):
     def on_epoch_end(self, epoch, logs=None):
         start = time.perf_counter()
         if self._epoch_start is not None:
-            self.epoch_seconds.append(start - self._epoch_start)
+            self.epoch_seconds.append(round(start - self._epoch_start, 3))
         history = _copy_history(self.history)
         history.append(epoch, logs or {})
         state = {**self.run.settings(), "epochs_done": len(history.epoch),
-                 "history": history.history, "positions": _positions(self.data)}
+                 "history": history.history, "positions": _positions(self.data),
+                 "sessions": self.sessions}
         write_checkpoint(self.model, self.run.checkpoint, state)
         self.history.append(epoch, logs or {})
         path = os.path.join(self.run.out, "history.json")
@@ -575,7 +581,7 @@ def _run_flow(run: Run, resume: bool, verbose: int, compiling: CompileNotice,
         history.history = {k: [float(v) for v in vs] for k, vs in state["history"].items()}
         initial_epoch = state["epochs_done"]
         history.epoch = list(range(initial_epoch))
-    checkpoint = _Checkpoint(run, data, history)
+    checkpoint = _Checkpoint(run, data, history, (state or {}).get("sessions", []))
     cache = mc.ValidationCache(folder=run.out) if validation_cache else None
     train_start = time.perf_counter()
     try:
@@ -624,7 +630,8 @@ def _run_flow(run: Run, resume: bool, verbose: int, compiling: CompileNotice,
         "seconds": round(time.perf_counter() - start, 3),
         "train_seconds": round(train_seconds, 3),
         "checkpoint_seconds": round(checkpoint.seconds, 3),
-        "epoch_seconds": [round(t, 3) for t in checkpoint.epoch_seconds],
+        "epoch_seconds": checkpoint.epoch_seconds,
+        "sessions": [s for s in checkpoint.sessions if s["epoch_seconds"]],
         "compile_seconds": round(compiling.seconds, 3),
         "images_trained": images,
         "images_per_second": round(images / train_seconds, 2) if train_seconds > 0 and images
@@ -706,6 +713,21 @@ def _write_json(path, value) -> None:
             with open(tmp, "w") as f:
                 json.dump(value, f, indent=2)
                 f.write("\n")
+
+
+def _utc_now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def cpu_model() -> str:
+    """The CPU's model name (Linux's /proc/cpuinfo), else what the platform module says."""
+    with contextlib.suppress(OSError):
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name":
+                    return value.strip()
+    return platform.processor() or platform.machine() or "unknown"
 
 
 def versions() -> dict:

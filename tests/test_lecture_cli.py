@@ -126,6 +126,11 @@ def test_resume_gives_the_history_of_an_uninterrupted_run(tiny, tmp_path, capsys
     monkeypatch.setattr(mc.Sequential, "_train_step", original)
     assert lecture("augment", *small(tiny, tmp_path / "ctrl-c", epochs=3), "--resume") == 0
     assert history_of(folder) == expected
+    # The wall time of every run that trained the model: epoch 1 before Ctrl-C, 2-3 after.
+    sessions = json.loads((folder / "metrics.json").read_text())["sessions"]
+    assert [(s["first_epoch"], len(s["epoch_seconds"])) for s in sessions] == [(1, 1), (2, 2)]
+    assert all(t > 0 for s in sessions for t in s["epoch_seconds"])
+    assert all(s["cpu"] == flows.cpu_model() and s["started"].endswith("Z") for s in sessions)
 
     # Finished: --resume has nothing left to do. Other settings: refused.
     assert lecture("augment", *small(tiny, tmp_path / "ctrl-c", epochs=3), "--resume") == 0

@@ -32,13 +32,23 @@ Each flow writes into its folder (--out, default runs/keras/<flow>/):
                  "params": {...}}: the layout of minicnn's History.save;
   metrics.json   final_val_acc, best_val_acc, best_epoch (1-based), test_acc (test/ with
                  rescale only, every image once, batch 20), seconds and train_seconds (both
-                 the wall time of model.fit, validation included), total_seconds (the whole
-                 flow: model building, feature extraction, test), images_per_second
+                 the sum of the epochs' wall times, validation included), total_seconds (this
+                 session's whole flow: model building, feature extraction, test), images_per_second
                  (training images / seconds),
                  epochs, steps_per_epoch, batch_size, seed, engine "keras", versions, onednn
                  ("on"/"off" as TensorFlow used it) and onednn_setting ("default", "on",
                  "off"), plus per-epoch seconds and the flow's other settings.
+  checkpoint.keras, progress.json   after every epoch: the whole model (optimizer state
+                 included) and the epochs run so far (history, seconds, sessions).
 Files are written under a temporary name and renamed into place.
+
+--resume continues a flow that was stopped from its checkpoint.keras and progress.json (same
+flow, steps, batch and seed, else it refuses; --epochs may be raised): the epochs already run are kept, the model and its
+optimizer state are reloaded, and fit goes on from the next epoch. The iterators and the
+augmentation's random draws restart, seeded with seed + epochs done, so a resumed run is as
+random as an unbroken one but not draw for draw the same. seconds then sums the epochs of all
+sessions; metrics.json lists them (sessions: first epoch, epochs run, start time, CPU model
+and load average of each), since a machine may change between sessions.
 
 --onednn on|off sets TF_ENABLE_ONEDNN_OPTS before TensorFlow is imported; without it the
 variable is left as it is (TensorFlow's own default: on for x86 Linux builds).
@@ -56,6 +66,9 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.dirname(HERE))
+from harness import load_average, machine_info  # noqa: E402
+
 DEFAULT_DATA = os.path.normpath(os.path.join(REPO, "..", "shared", "data", "cats_and_dogs_small"))
 DEFAULT_WEIGHTS = os.path.join(REPO, "weights", "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5")
 TARGET_SIZE = (150, 150)
@@ -206,6 +219,46 @@ def epoch_timer(keras):
     return EpochTimes()
 
 
+METRIC_KEYS = ("loss", "acc", "val_loss", "val_acc")
+CHECKPOINT = "checkpoint.keras"
+PROGRESS = "progress.json"
+
+
+def new_progress(schedule):
+    return {"schedule": schedule, "history": {key: [] for key in METRIC_KEYS},
+            "epoch_seconds": [], "sessions": []}
+
+
+def load_progress(out, schedule):
+    """The epochs a stopped run of this flow finished, from out/progress.json (None: nothing
+    to resume). A folder holding another flow's or schedule's run is refused."""
+    path = os.path.join(out, PROGRESS)
+    if not (os.path.isfile(path) and os.path.isfile(os.path.join(out, CHECKPOINT))):
+        return None
+    with open(path) as f:
+        progress = json.load(f)
+    if progress.get("schedule") != schedule:
+        sys.exit(f"keras_flows: --resume: {path} was written by a run with "
+                 f"{progress.get('schedule')}, not {schedule}; give another --out or drop "
+                 f"--resume to start over")
+    return progress
+
+
+def checkpointer(keras, out, progress, times):
+    """A Keras callback that, after every epoch, writes the model to out/checkpoint.keras and
+    the epoch's metrics and seconds to out/progress.json (both atomically). It must follow
+    `times` in the callback list, so that epoch's seconds are known."""
+    class Checkpoint(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            write_atomic(os.path.join(out, CHECKPOINT), self.model.save, suffix=".keras")
+            for key in METRIC_KEYS:
+                progress["history"][key].append(float(logs[key]))
+            progress["epoch_seconds"].append(times.seconds[-1])
+            progress["sessions"][-1]["epochs"] += 1
+            write_json(os.path.join(out, PROGRESS), progress)
+    return Checkpoint()
+
+
 def run_flow(flow, args, out, keras, keras_image, environment):
     import numpy as np
 
@@ -216,16 +269,37 @@ def run_flow(flow, args, out, keras, keras_image, environment):
     steps = cfg["steps"] if cfg["steps"] is None else (args.steps_per_epoch or cfg["steps"])
     val_steps = cfg["val_steps"] if cfg["val_steps"] is None else (
         args.validation_steps or cfg["val_steps"])
-    keras.utils.set_random_seed(args.seed)
+    schedule = {"flow": flow, "steps": steps, "validation_steps": val_steps,
+                "batch_size": batch, "seed": args.seed}      # --epochs may grow on --resume
+    progress = load_progress(out, schedule) if args.resume else None
+    done = len(progress["epoch_seconds"]) if progress else 0
+    if progress is None:
+        progress = new_progress(schedule)
+    machine = machine_info()
+    progress["sessions"].append({"first_epoch": done + 1, "epochs": 0,
+                                 "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                                 "cpu_model": machine["cpu_model"], "simd": machine["simd"],
+                                 "load_average": load_average()})
+    keras.utils.set_random_seed(args.seed + done)
     keras.backend.clear_session()
     data = args.data
     extra = {}
     log(f"{flow}: {epochs} epochs, batch {batch}, "
         + (f"{steps} steps, {val_steps} validation steps" if steps else "one pass per epoch")
-        + f", RMSprop lr {cfg['lr']:g}, seed {args.seed}, out {out}")
+        + f", RMSprop lr {cfg['lr']:g}, seed {args.seed}, out {out}"
+        + (f"; resuming after epoch {done}" if done else ""))
 
     test = directory_iterator(keras_image, data, "test", TEST_BATCH, shuffle=False)
     times = epoch_timer(keras)
+    callbacks = [times, checkpointer(keras, out, progress, times)]
+
+    def build(make):
+        """The flow's model: make() compiled, or on --resume the checkpoint's model."""
+        if done:
+            return keras.models.load_model(os.path.join(out, CHECKPOINT))
+        model = make()
+        compile_model(keras, model, cfg["lr"])
+        return model
 
     if flow == "features":
         if args.steps_per_epoch or args.validation_steps:
@@ -241,55 +315,61 @@ def run_flow(flow, args, out, keras, keras_image, environment):
             features[split] = (x.reshape(len(x), -1), it.classes.astype("float32"))
             log(f"features: {split} {x.shape} from {it.n} images")
         extra["feature_extraction_seconds"] = time.perf_counter() - start
-        model = keras.Sequential([keras.Input(shape=(4 * 4 * 512,)),
-                                  keras.layers.Dense(256, activation="relu"),
-                                  keras.layers.Dropout(0.5),
-                                  keras.layers.Dense(1, activation="sigmoid")], name="head")
-        compile_model(keras, model, cfg["lr"])
+        model = build(lambda: keras.Sequential([keras.Input(shape=(4 * 4 * 512,)),
+                                                keras.layers.Dense(256, activation="relu"),
+                                                keras.layers.Dropout(0.5),
+                                                keras.layers.Dense(1, activation="sigmoid")],
+                                               name="head"))
         (xt, yt), (xv, yv), (xs, ys) = features["train"], features["validation"], features["test"]
-        start = time.perf_counter()
-        history = model.fit(xt, yt, batch_size=batch, epochs=epochs, validation_data=(xv, yv),
-                            verbose=2, callbacks=[times])
-        seconds = time.perf_counter() - start
+        if done < epochs:
+            model.fit(xt, yt, batch_size=batch, epochs=epochs, initial_epoch=done,
+                      validation_data=(xv, yv), verbose=2, callbacks=callbacks)
         steps = math.ceil(len(xt) / batch)
         train_images = len(xt) * epochs
         test_loss, test_acc = model.evaluate(xs, ys, batch_size=TEST_BATCH, verbose=0)
     else:
         augment = flow != "scratch"
         train = directory_iterator(keras_image, data, "train", batch, augment=augment,
-                                   seed=args.seed)
-        val = directory_iterator(keras_image, data, "validation", batch, seed=args.seed + 1)
-        if flow == "scratch" or flow == "augment":
-            model = scratch_model(keras, dropout=flow == "augment")
-        else:
+                                   seed=args.seed + done)
+        val = directory_iterator(keras_image, data, "validation", batch,
+                                 seed=args.seed + 1 + done)
+
+        def make():
+            if flow == "scratch" or flow == "augment":
+                return scratch_model(keras, dropout=flow == "augment")
             conv_base = vgg16_base(keras, args.vgg16_weights if flow == "features-augment"
                                    else None)
             model = classifier_on_base(keras, conv_base)
             if flow == "features-augment":
                 conv_base.trainable = False
             else:
-                start_weights = finetune_start(args)
-                model.load_weights(start_weights)
-                extra["start_weights"] = os.path.abspath(start_weights)
+                model.load_weights(finetune_start(args))
                 unfreeze_from(conv_base, "block5_conv1")
-        compile_model(keras, model, cfg["lr"])
-        start = time.perf_counter()
-        history = model.fit(endless(train), steps_per_epoch=steps, epochs=epochs,
-                            validation_data=endless(val), validation_steps=val_steps,
-                            shuffle=False, verbose=2, callbacks=[times])   # the iterator shuffles
-        seconds = time.perf_counter() - start
-        train_images = images_drawn(train.n, batch, steps * epochs)
+            return model
+
+        if flow == "finetune":
+            extra["start_weights"] = os.path.abspath(finetune_start(args))
+
+        model = build(make)
+        if done < epochs:                                # the iterators shuffle, not fit
+            model.fit(endless(train), steps_per_epoch=steps, epochs=epochs, initial_epoch=done,
+                      validation_data=endless(val), validation_steps=val_steps,
+                      shuffle=False, verbose=2, callbacks=callbacks)
+        train_images = sum(images_drawn(train.n, batch, steps * session["epochs"])
+                           for session in progress["sessions"])
         test_loss, test_acc = model.evaluate(test, verbose=0)
         if flow == "features-augment":
             weights_path = os.path.join(out, "model.weights.h5")
             write_atomic(weights_path, model.save_weights, suffix=".weights.h5")
             log(f"features-augment: weights written to {weights_path} (finetune starts there)")
 
+    if progress["sessions"][-1]["epochs"] == 0:           # resumed after the last epoch
+        progress["sessions"].pop()
     params, trainable = count_params(model)
-    h = {key: [float(v) for v in history.history[key]]
-         for key in ("loss", "acc", "val_loss", "val_acc")}
+    h = progress["history"]
+    seconds = sum(progress["epoch_seconds"])
     write_json(os.path.join(out, "history.json"),
-               {"epoch": list(history.epoch), "history": h,
+               {"epoch": list(range(len(h["val_acc"]))), "history": h,
                 "params": {"epochs": epochs, "steps": steps, "batch_size": batch,
                            "validation_steps": val_steps, "engine": "keras", "flow": flow}})
     val_acc = h["val_acc"]
@@ -301,11 +381,12 @@ def run_flow(flow, args, out, keras, keras_image, environment):
         "seconds": seconds, "train_seconds": seconds,
         "total_seconds": time.perf_counter() - flow_start,
         "images_per_second": train_images / seconds,
-        "epochs": epochs, "epochs_run": len(history.epoch), "steps_per_epoch": steps,
+        "epochs": epochs, "epochs_run": len(val_acc), "steps_per_epoch": steps,
         "validation_steps": val_steps,
         "batch_size": batch, "seed": args.seed,
         "learning_rate": cfg["lr"], "images_trained": train_images,
-        "epoch_seconds": times.seconds, "params": params, "trainable_params": trainable,
+        "epoch_seconds": progress["epoch_seconds"], "sessions": progress["sessions"],
+        "params": params, "trainable_params": trainable,
         **extra, **environment,
     }
     write_json(os.path.join(out, "metrics.json"), metrics)
@@ -339,6 +420,9 @@ def parse_args(argv=None):
     p.add_argument("--start-weights", help="finetune: the features-augment model's weights "
                                            "(default: features-augment/model.weights.h5 beside "
                                            "finetune's output folder)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue each flow from the checkpoint.keras and progress.json in its "
+                        "folder, if there are any (the epochs run are kept)")
     p.add_argument("--onednn", choices=("on", "off"),
                    help="set TF_ENABLE_ONEDNN_OPTS (default: TensorFlow's own default)")
     args = p.parse_args(argv)
