@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from minicnn import kernels
-from minicnn.preprocessing import image
+from minicnn.preprocessing import generator, image
 from minicnn.preprocessing.image import ImageDataGenerator, transform_matrix
 from realdata import data_dir
 
@@ -279,13 +279,13 @@ def test_augment_batch_equals_image_by_image(config):
 
 def test_augment_batch_warps_once_or_not_at_all(monkeypatch):
     calls = []
-    real = image.affine_warp
+    real = generator.affine_warp
 
     def counting(x, *args, **kwargs):
         calls.append(x.shape[0])
         return real(x, *args, **kwargs)
 
-    monkeypatch.setattr(image, "affine_warp", counting)
+    monkeypatch.setattr(generator, "affine_warp", counting)
     x = np.random.default_rng(0).random((8, 10, 10, 3)).astype(np.float32)
     ImageDataGenerator(**LECTURE).augment_batch(x, range(8))
     assert calls == [8]

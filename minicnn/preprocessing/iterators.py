@@ -59,6 +59,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from minicnn.preprocessing.decoding import img_to_array, load_img
+
 __all__ = ["Iterator", "DirectoryIterator", "NumpyArrayIterator", "generator_next",
            "WHITE_LIST_FORMATS", "CLASS_MODES", "COLOR_MODES", "INTERPOLATIONS"]
 
@@ -385,9 +387,6 @@ def _load_image(path, color_mode, target_size, interpolation):
     """One image file as float32, (H, W, C): load_img + img_to_array, so the pixels are
     Keras's. Raises OSError naming the file when it cannot be read or decoded (missing,
     empty, truncated, corrupt, not an image)."""
-    # Imported here: minicnn.preprocessing.image builds these iterators in its flow methods.
-    from minicnn.preprocessing.image import img_to_array, load_img
-
     try:
         return img_to_array(load_img(path, target_size, color_mode, interpolation))
     except (OSError, ValueError) as err:
