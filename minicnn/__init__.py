@@ -6,8 +6,11 @@ from minicnn.callbacks import Callback, EarlyStopping, History, ModelCheckpoint
 from minicnn.layers import clear_session
 from minicnn.model import Sequential
 from minicnn.validation_cache import ValidationCache
+# The file formats and applications register themselves (minicnn.registry) on import.
+from minicnn.io import hdf5 as _hdf5, model_file as _model_file  # noqa: F401
+from minicnn import applications  # noqa: F401
 
-__version__ = "0.1.0"
+from minicnn.version import __version__
 
 def save_model(model, path, include_optimizer=True):
     """Keras's legacy HDF5 model file (model.save)."""
@@ -16,8 +19,7 @@ def save_model(model, path, include_optimizer=True):
 
 def load_model(path, compile=True):
     """A model from a Keras legacy HDF5 model file, written by minicnn or by Keras."""
-    from minicnn.io.model_file import load_model as _load
-    return _load(path, compile=compile)
+    return _model_file.load_model(path, compile=compile)
 
 
 # The lecture's R names.

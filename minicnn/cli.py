@@ -103,7 +103,7 @@ def cmd_summary(args) -> int:
     for name in names:
         clear_session()                  # each table names its layers from conv2d on
         print(f"# {name}")
-        lecture.MODELS[name]().summary()
+        lecture.MODELS[name]().summary(show_algorithms=args.algorithms)
         print()
     return 0
 
@@ -274,6 +274,8 @@ Each command has --help.""")
     p.add_argument("model", nargs="?", default="all",
                    choices=["no-max-pool", "cnn", "cnn-dropout", "all"],
                    help="which model (default: all)")
+    p.add_argument("--algorithms", action="store_true",
+                   help="add a column with how each Conv2D computes (im2col, winograd4, ...)")
     p.set_defaults(func=cmd_summary)
 
     p = sub.add_parser("gradcheck", help="check every layer's backward numerically",

@@ -24,6 +24,18 @@ def correct_and_count(name, y_true, y_pred):
     return float(np.count_nonzero(hits)), hits.size
 
 
+def accumulate(sums: dict, step_sums: dict) -> None:
+    """Add one batch's {name: (total, count)} into an epoch's running sums, in place."""
+    for k, (total, count) in step_sums.items():
+        old_total, old_count = sums.get(k, (0.0, 0))
+        sums[k] = (old_total + total, old_count + count)
+
+
+def means(sums: dict) -> dict:
+    """{name: total / count}: each metric as the size-weighted mean over its batches."""
+    return {k: total / count for k, (total, count) in sums.items()}
+
+
 def resolve(metrics) -> list:
     """Validated metric names, in the user's spelling (it names the history keys)."""
     if metrics is None:

@@ -23,10 +23,14 @@ import numpy as np
 from minicnn import losses, metrics as metrics_lib, optimizers
 from minicnn.callbacks import History
 from minicnn.layers.base import Layer
+from minicnn.metrics import accumulate as _accumulate, means as _means
 from minicnn.progress import Progress
+from minicnn.registry import file_format, register
 from minicnn.shapes import format_shape
+from minicnn.validation_cache import ValidationCache
 
 
+@register()
 class Sequential(Layer):
     """Sequential(layers=None, name=None, seed=None).
 
@@ -208,19 +212,16 @@ class Sequential(Layer):
     def save(self, path, include_optimizer=True) -> None:
         """Write the whole model (architecture, weights, training configuration and
         optimizer state) as a Keras legacy HDF5 model file, atomically."""
-        from minicnn.io.model_file import save_model
-        save_model(self, path, include_optimizer=include_optimizer)
+        file_format("model").save(self, path, include_optimizer=include_optimizer)
 
     def save_weights(self, path) -> None:
         """Write the weights as a Keras-layout HDF5 weights file (atomically)."""
-        from minicnn.io.hdf5 import save_weights
-        save_weights(self, path)
+        file_format("weights").save(self, path)
 
     def load_weights(self, path) -> None:
         """Read a Keras-layout HDF5 weights file, matching layers by name; every shape is
         checked before anything is assigned."""
-        from minicnn.io.hdf5 import load_weights
-        load_weights(self, path)
+        file_format("weights").load(self, path)
 
     # -- forward and backward ------------------------------------------------------
     def _backward_plan(self, need_input_grad: bool):
@@ -445,8 +446,6 @@ class Sequential(Layer):
         return history
 
     def _validation_cache(self, validation_cache, validation):
-        from minicnn.validation_cache import ValidationCache
-
         if validation_cache is None or validation_cache is False:
             return None
         if validation_cache is True:
@@ -521,12 +520,14 @@ class Sequential(Layer):
         return self.predict(generator, steps=steps, verbose=verbose)
 
     # -- summary ----------------------------------------------------------------
-    def summary(self, line_length=None, print_fn=print) -> None:
-        """Keras's table: Layer (type) | Output Shape | Param #, then the totals."""
+    def summary(self, line_length=None, print_fn=print, show_algorithms=False) -> None:
+        """Keras's table: Layer (type) | Output Shape | Param #, then the totals.
+        show_algorithms adds a column with how each Conv2D computes (its plan: im2col,
+        winograd4, ...; a nested model counts its layers' algorithms)."""
         if not self.built:
             raise ValueError(f"{self._label()}: this model has not been built yet; give the "
                              f"first layer input_shape=... or call the model on data first")
-        print_fn(summary_text(self, line_length))
+        print_fn(summary_text(self, line_length, show_algorithms))
 
     def get_config(self) -> dict:
         return {"name": self.name, "trainable": self.trainable,
@@ -534,18 +535,29 @@ class Sequential(Layer):
                            for layer in self.layers]}
 
 
-def summary_text(model: Sequential, line_length=None) -> str:
+@register()
+class Functional(Sequential):
+    """A chain of layers that Keras saved as a functional model (keras.Model(inputs,
+    outputs)). It runs as a Sequential, shows as one '(Functional)' row inside another
+    model, and is written back as a Functional config."""
+
+    functional = True
+
+
+def summary_text(model: Sequential, line_length=None, show_algorithms=False) -> str:
     """The summary as Keras 2 prints it for a Sequential model (the lecture's tables).
 
     Keras 2 uses 65 characters with columns ending at 45 %, 85 % and 100 % and cuts
     what does not fit; with line_length=None the columns widen instead, so that
-    'max_pooling2d_1 (MaxPooling2D)' is printed whole.
+    'max_pooling2d_1 (MaxPooling2D)' is printed whole. show_algorithms: a fourth column,
+    Algorithm (the table grows by its width).
     """
     rows = []
     for layer in model.layers:
         kind = "Functional" if getattr(layer, "functional", False) else type(layer).__name__
         rows.append([f"{layer.name} ({kind})", format_shape(layer.output_shape),
-                     f"{layer.count_params()}"])
+                     f"{layer.count_params()}"]
+                    + ([_algorithms_of(layer)] if show_algorithms else []))
     if line_length is None:
         widths = [max([29] + [len(r[0]) + 1 for r in rows]),
                   max([26] + [len(r[1]) + 1 for r in rows]),
@@ -554,6 +566,13 @@ def summary_text(model: Sequential, line_length=None) -> str:
         line_length = positions[-1]
     else:
         positions = [int(line_length * p) for p in (0.45, 0.85, 1.0)]
+    header = ["Layer (type)", "Output Shape", "Param #"]
+    if show_algorithms:
+        width = max([len("Algorithm")] + [len(r[3]) for r in rows]) + 2
+        positions.append(positions[-1] + width)
+        line_length = positions[-1]
+        header.append("  Algorithm")
+        rows = [r[:3] + [f"  {r[3]}"] for r in rows]
 
     def row(fields):
         line = ""
@@ -564,7 +583,7 @@ def summary_text(model: Sequential, line_length=None) -> str:
         return line.rstrip()
 
     lines = [f'Model: "{model.name}"', "_" * line_length,
-             row(["Layer (type)", "Output Shape", "Param #"]), "=" * line_length]
+             row(header), "=" * line_length]
     for i, fields in enumerate(rows):
         lines.append(row(fields))
         lines.append(("=" if i == len(rows) - 1 else "_") * line_length)
@@ -575,18 +594,24 @@ def summary_text(model: Sequential, line_length=None) -> str:
     return "\n".join(lines)
 
 
+def _algorithms_of(layer) -> str:
+    """A Conv2D's plan; for a nested model, how many of its layers run each algorithm."""
+    plan = getattr(layer, "plan", None)
+    if plan is not None:
+        return plan.describe()
+    if not hasattr(layer, "layers"):
+        return ""
+    counts: dict = {}
+    for inner in layer.layers:
+        text = _algorithms_of(inner)
+        for part in text.split(", ") if text else ():
+            name, _, count = part.partition(" x")
+            counts[name] = counts.get(name, 0) + (int(count) if count else 1)
+    return ", ".join(f"{name} x{count}" for name, count in counts.items())
+
+
 def _is_iterator(x) -> bool:
     return hasattr(x, "__next__") and not isinstance(x, np.ndarray)
-
-
-def _accumulate(sums: dict, step_sums: dict) -> None:
-    for k, (total, count) in step_sums.items():
-        old_total, old_count = sums.get(k, (0.0, 0))
-        sums[k] = (old_total + total, old_count + count)
-
-
-def _means(sums: dict) -> dict:
-    return {k: total / count for k, (total, count) in sums.items()}
 
 
 class _ArrayBatches:
@@ -664,9 +689,10 @@ class _IteratorBatches:
 
     def cache_obstacle(self):
         """Why the validation cache cannot serve these batches, or None."""
-        from minicnn.preprocessing.iterators import Iterator
-
-        if not isinstance(self.iterator, Iterator):
+        # What the cache needs of an iterator (minicnn.preprocessing.iterators.Iterator has
+        # it): the samples by index, and the indices of the batches next() would give.
+        if not all(callable(getattr(self.iterator, name, None))
+                   for name in ("load_samples", "advance")):
             return (f"`{self.what}` is not a minicnn iterator (flow_from_directory, flow), so "
                     f"its samples cannot be read by index")
         generator = getattr(self.iterator, "image_data_generator", None)

@@ -36,6 +36,8 @@ import zlib
 
 import numpy as np
 
+from minicnn.metrics import accumulate, means
+
 __all__ = ["ValidationCache", "DEFAULT_MAX_MEMORY"]
 
 DEFAULT_MAX_MEMORY = 128 * 2 ** 20       # bytes of prefix outputs kept in memory at most
@@ -141,8 +143,6 @@ class ValidationCache:
         self._present = np.zeros(n, dtype=bool)
 
     def _pass(self, model, batches, suffix):
-        from minicnn.model import _accumulate, _means
-
         sums: dict = {}
         for index_array in batches.index_batches():
             kept = index_array[self._present[index_array]]
@@ -153,17 +153,17 @@ class ValidationCache:
             for leaf in suffix:
                 out = leaf.forward(out, training=False, keep_cache=False)
             loss, _, _ = model._loss_and_grad(y, out)
-            _accumulate(sums, model._step_metrics(y, out, loss))
-        return _means(sums)
+            accumulate(sums, model._step_metrics(y, out, loss))
+        return means(sums)
 
 
 def _leaves(model):
     """The model's layers in order, nested Sequentials (a conv base) opened up."""
-    from minicnn.model import Sequential
-
     leaves = []
     for layer in model.layers:
-        leaves += _leaves(layer) if isinstance(layer, Sequential) else [layer]
+        # A nested model is the one kind of layer that holds layers (the models sit above
+        # this module, so it is recognised by that, not by its class).
+        leaves += _leaves(layer) if hasattr(layer, "layers") else [layer]
     return leaves
 
 

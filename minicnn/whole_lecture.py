@@ -172,7 +172,7 @@ def summary_rows(runs: list[flows.Run], results: list[dict]) -> list[dict]:
 
 
 def write_summary(out, rows: list[dict]) -> None:
-    flows._write_json(os.path.join(out, SUMMARY), {"flows": rows, "versions": flows.versions()})
+    flows.write_json(os.path.join(out, SUMMARY), {"flows": rows, "versions": flows.versions()})
 
 
 def format_table(rows: list[dict]) -> str:

@@ -7,11 +7,12 @@ assigned (not accumulated) by a second backward, Keras weight shapes.
 """
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given, settings, strategies as st
 
-from minicnn import gradcheck, layers
+from minicnn import gradcheck, layers, registry
 from minicnn.kernels import ACTIVATION_CODES, Conv2DCache, winograd
 from minicnn.kernels.conv import RecomputeCache, micro_batches
+from minicnn.layers.conv_algorithms import ALGORITHMS
 from minicnn.shapes import window_2d
 
 from strategies import windows
@@ -22,11 +23,17 @@ TOLERANCE = 1e-6
 @st.composite
 def conv_cases(draw):
     (n, h, w, c), k, s, padding = draw(windows(max_size=8, max_k=4, max_c=5))
+    if draw(st.booleans()) and (padding == "same" or min(h, w) >= 3):
+        k, s = (3, 3), (1, 1)                 # the kernels every algorithm computes
     activation = draw(st.sampled_from([None, "relu", "sigmoid", "linear"]))
     use_bias = draw(st.booleans())
     filters = draw(st.integers(1, 4))
+    code = ACTIVATION_CODES[activation or "linear"]
+    algorithm = draw(st.sampled_from(["auto"] + [
+        name for name, a in ALGORITHMS.items()
+        if a.unsupported(k + (c, filters), s, code) is None]))
     layer = layers.Conv2D(filters, k, strides=s, padding=padding, activation=activation,
-                          use_bias=use_bias, dtype="float64")
+                          use_bias=use_bias, dtype="float64", algorithm=algorithm)
     n_params = k[0] * k[1] * c * filters + (filters if use_bias else 0)
     return layer, (n, h, w, c), n_params
 
@@ -61,7 +68,31 @@ def shape_only_cases(draw):
     return layer, shape, 0
 
 
-ALL_CASES = st.one_of(conv_cases(), pool_cases(), dense_cases(), shape_only_cases())
+# Every registered layer class (minicnn.registry) and the cases that draw it: a new layer
+# joins this table and gets every check below.
+CASES = {"Conv2D": conv_cases(), "MaxPooling2D": pool_cases(), "Dense": dense_cases(),
+         "Flatten": shape_only_cases(), "Dropout": shape_only_cases(),
+         "Activation": shape_only_cases()}
+ALL_CASES = st.one_of(*dict.fromkeys(CASES.values()))
+
+
+def test_every_registered_layer_is_in_the_table():
+    from minicnn.model import Sequential
+    layer_classes = {name for name, cls in registry.registered(layers.Layer).items()
+                     if not issubclass(cls, Sequential)}
+    assert layer_classes == set(CASES)
+
+
+def test_every_conv_algorithm_is_drawn():
+    drawn = set()
+
+    @settings(max_examples=200, database=None)
+    @given(conv_cases())
+    def collect(case):
+        drawn.add(case[0].algorithm)
+
+    collect()
+    assert drawn == {"auto", *ALGORITHMS}
 
 
 def _input(shape, seed):
@@ -182,11 +213,9 @@ def test_micro_batched_inference_equals_the_whole_batch(geometry, filters, activ
     x = _input(x_shape, seed)
     whole = layer.forward(x, training=True)                 # one matrix product, cached
     per_image = layer.output_shape[1] * layer.output_shape[2] * k[0] * k[1] * x_shape[-1] * 8
-    previous = layers.set_workspace_limit(images * per_image)
-    try:
-        parts = layer.forward(x)                            # inference: micro-batches of `images`
-    finally:
-        layers.set_workspace_limit(previous)
+    assert layer.plan.workspace_limit >= x_shape[0] * per_image     # the default: no bound here
+    layer.plan = layer.plan._replace(workspace_limit=images * per_image)   # this layer's own
+    parts = layer.forward(x)                            # inference: micro-batches of `images`
     np.testing.assert_allclose(parts, whole, rtol=1e-12, atol=1e-12)
     if activation == "sigmoid":
         assert layer.output_logits().shape == whole.shape

@@ -99,14 +99,16 @@ def test_a_model_predicts_the_same_with_and_without_winograd(tile):
         layers.Conv2D(4, 3, padding="same", activation="relu"),
         layers.Flatten(), layers.Dense(3)], seed=3)   # linear: a sigmoid near 0.5 can round
     x = np.random.default_rng(1).random((5, 12, 12, 3), dtype=np.float32)  # the two ways alike
-    previous, previous_tile = layers.set_winograd_min_channels(None), layers.set_winograd_tile(tile)
-    try:
-        expected = model.predict(x, verbose=0)
-        layers.set_winograd_min_channels(1)
-        got = model.predict(x, verbose=0)
-    finally:
-        layers.set_winograd_min_channels(previous)
-        layers.set_winograd_tile(previous_tile)
+    convs = [layer for layer in model.layers if isinstance(layer, layers.Conv2D)]
+
+    def predict(algorithm):
+        for layer in convs:                            # each layer's choice, overridden
+            layer.algorithm = algorithm
+        assert {layer.plan.describe() for layer in convs} == {algorithm}
+        return model.predict(x, verbose=0)
+
+    expected = predict("im2col")
+    got = predict(f"winograd{tile}")
     assert not np.array_equal(got, expected)          # computed another way
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
 
@@ -143,25 +145,30 @@ def test_inference_and_training_take_their_own_threshold():
     # over 32 channels: Winograd only at inference with (64, 32), only in training with (32, 64)
     from minicnn.kernels import conv as conv_kernels
     calls = []
-    layer = layers.Conv2D(4, 3, activation="relu")
-    layer.build((None, 8, 8, 32))
     x = np.random.default_rng(0).random((2, 8, 8, 32), dtype=np.float32)
     original = conv_kernels.conv3x3_winograd
     conv_kernels.conv3x3_winograd = lambda *a, **k: calls.append("winograd") or original(*a, **k)
-    previous = layers.set_winograd_min_channels((64, 32))
     try:
+        with layers.conv_settings(winograd_min_channels=(64, 32)):
+            layer = layers.Conv2D(4, 3, activation="relu")
+            layer.build((None, 8, 8, 32))
+        assert layer.plan.describe() == "im2col (training), winograd4 (inference)"
         inferred = layer.forward(x)
         assert calls == ["winograd"]
         trained = layer.forward(x, training=True)
         assert calls == ["winograd"] and not isinstance(layer._cache, winograd.WinogradCache)
-        layers.set_winograd_min_channels((32, 64))
+        # Settings changed later leave the built layer as it is, until it is re-planned.
+        with layers.conv_settings(winograd_min_channels=(32, 64)):
+            layer.forward(x)
+            assert calls == ["winograd", "winograd"]
+            layer.algorithm = "auto"
+        assert layer.plan.describe() == "winograd4 (training), im2col (inference)"
         layer.forward(x)
-        assert calls == ["winograd"]
+        assert calls == ["winograd", "winograd"]
         layer.forward(x, training=True)
         assert isinstance(layer._cache, winograd.WinogradCache) and layer._cache.algorithm is F4
     finally:
         conv_kernels.conv3x3_winograd = original
-        layers.set_winograd_min_channels(previous)
     np.testing.assert_allclose(inferred, trained, rtol=1e-5, atol=1e-5)
 
 

@@ -26,7 +26,8 @@ import os
 import numpy as np
 
 from minicnn.layers import Conv2D, Dense, Flatten, MaxPooling2D
-from minicnn.model import Sequential
+from minicnn.model import Functional, Sequential
+from minicnn.registry import register
 
 NOTOP_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
 BLOCKS = ((64, 2), (128, 2), (256, 3), (512, 3), (512, 3))
@@ -34,10 +35,10 @@ BLOCKS = ((64, 2), (128, 2), (256, 3), (512, 3), (512, 3))
 CAFFE_MEAN_BGR = np.array([103.939, 116.779, 123.68], dtype=np.float32)
 
 
-class VGG16Model(Sequential):
-    """A Sequential that presents itself as Keras's functional VGG16 in summaries."""
-
-    functional = True
+@register("Functional", model_name="vgg16")
+class VGG16Model(Functional):
+    """Keras's functional VGG16: a chain that shows as '(Functional)' in summaries, and the
+    class a model file's Functional model named 'vgg16' is read as."""
 
 
 def VGG16(weights="imagenet", include_top=False, input_shape=None, seed=None) -> Sequential:

@@ -49,9 +49,7 @@ INSTALL_HINT = 'pip install "minicnn[weights]"'
 
 def source_weights_dir() -> Path:
     """The weights/ folder of the source tree (beside the minicnn package)."""
-    import minicnn
-
-    return Path(minicnn.__file__).resolve().parent.parent / "weights"
+    return Path(__file__).resolve().parent.parent.parent / "weights"
 
 
 def user_cache_dir() -> Path:

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from minicnn.io.atomic import atomic_path
+from minicnn.registry import FileFormat, register_format
 
 # What goes into the root attributes. minicnn computes as TensorFlow does (cross-correlation,
 # HWIO kernels); Keras 2's loader looks at `backend` to decide whether to flip Theano
@@ -295,3 +296,6 @@ def _targets_by_name(model, saved):
     if len({id(t) for t in targets}) != len(leaves) or len(targets) != len(leaves):
         return None
     return targets
+
+
+register_format("weights", FileFormat("Keras HDF5 weights file", save_weights, load_weights))

@@ -42,5 +42,5 @@ __all__ = [
     "maxpool_backward_relu", "maxpool_backward_relu_reference",
     "maxpool_forward", "maxpool_forward_reference",
     "rmsprop_update", "rmsprop_update_reference",
-    "FILL_MODES", "affine_warp", "affine_warp_reference",
+    "FILL_MODES", "affine_warp", "affine_warp_reference", "winograd",
 ]

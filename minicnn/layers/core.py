@@ -9,6 +9,7 @@ from minicnn import activations
 from minicnn.kernels import (activation_backward, activation_backward_and_bias_grad,
                              bias_activation)
 from minicnn.layers.base import KernelLayer, Layer
+from minicnn.registry import register
 
 
 class _DenseCache(NamedTuple):
@@ -16,6 +17,7 @@ class _DenseCache(NamedTuple):
     y: np.ndarray           # (M, D_out), the activated output
 
 
+@register()
 class Dense(KernelLayer):
     """Fully connected layer.
 
@@ -70,6 +72,7 @@ class Dense(KernelLayer):
         return {**super().get_config(), "units": self.units}
 
 
+@register()
 class Flatten(Layer):
     """Flattens all axes but the batch: (N, d1, d2, ...) -> (N, d1*d2*...), row-major (C order).
 
@@ -93,6 +96,7 @@ class Flatten(Layer):
         return dy.reshape(x_shape) if need_dx else None
 
 
+@register()
 class Dropout(Layer):
     """Inverted dropout: Y = X * M / (1 - rate) at training, Y = X at inference.
 
@@ -137,6 +141,7 @@ class Dropout(Layer):
         return {**super().get_config(), "rate": self.rate, "seed": self.seed}
 
 
+@register()
 class Activation(Layer):
     """Applies an activation elementwise: Y = act(X) (linear, relu, sigmoid).
 

@@ -7,6 +7,7 @@ import numpy as np
 
 from minicnn.kernels import maxpool_backward, maxpool_backward_relu, maxpool_forward
 from minicnn.layers.base import Layer
+from minicnn.registry import register
 from minicnn.shapes import normalize_padding, normalize_tuple, window_2d
 
 
@@ -16,6 +17,7 @@ class _PoolCache(NamedTuple):
     y: np.ndarray           # (N, H_out, W_out, C), the output (for backward_through_relu)
 
 
+@register()
 class MaxPooling2D(Layer):
     """Max-pooling over K_h x K_w windows, per channel.
 

@@ -1,0 +1,2 @@
+"""minicnn's version (also in pyproject.toml)."""
+__version__ = "0.1.0"
