@@ -16,7 +16,6 @@ Two conventions, described at the top of docs/README.md, make that checkable:
 
 Every other relative link must point at an existing file or folder.
 """
-import os
 import re
 from pathlib import Path
 
