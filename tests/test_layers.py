@@ -1,9 +1,12 @@
 """The contract every layer keeps (STYLE habit 7), run over a table of layers.
 
-For each layer and hypothesis-drawn input: output shape equals the declared one,
-parameter count, float64 gradient check of input and weights, dy unchanged by
-backward, a batch of N equals N batches of 1, no dropout at inference, grads
-assigned (not accumulated) by a second backward, Keras weight shapes.
+For each registered layer (CASES: a case strategy per class, every registered convolution
+algorithm drawn for the kernels it supports) and hypothesis-drawn input: output shape
+equals the declared one, parameter count, float64 gradient check of input and weights, dy
+unchanged by backward, a batch of N equals N batches of 1, grads assigned (not accumulated)
+by a second backward, the config and the weights round-trip (the layer's own config, the
+Keras config a model file holds, a Keras-layout weights file), and Keras's layer of that
+config computes the same; no dropout at inference, Keras weight shapes.
 """
 import numpy as np
 import pytest
@@ -145,6 +148,57 @@ def test_a_batch_of_n_equals_n_batches_of_one_at_inference(case, seed):
     whole = layer.forward(x)
     parts = np.concatenate([layer.forward(x[i:i + 1]) for i in range(len(x))])
     np.testing.assert_allclose(whole, parts, rtol=1e-12, atol=1e-12)
+
+
+@given(ALL_CASES, st.integers(0, 2 ** 32 - 1))
+def test_config_and_weights_round_trip(case, seed):
+    # Through the layer's own config, through the Keras config a model file holds for it,
+    # and its weights through a Keras-layout HDF5 weights file: the same outputs.
+    import os
+    import tempfile
+
+    from minicnn.io.architecture import layer_config, layer_from_config
+    from minicnn.model import Sequential
+
+    layer, shape, _ = case
+    layer.build((None,) + shape[1:], rng=np.random.default_rng(seed))
+    x = _input(shape, seed)
+    y = layer.forward(x)
+    clone = type(layer).from_config(layer.get_config())
+    clone.build((None,) + shape[1:])
+    clone.set_weights(layer.get_weights())
+    np.testing.assert_array_equal(clone.forward(x), y)
+
+    from_file = layer_from_config(layer_config(layer))
+    assert type(from_file) is type(layer) and from_file.get_config() == \
+        {**layer.get_config(), **({"algorithm": "auto"} if "algorithm" in layer.get_config() else {})}
+    saved = Sequential([layer])
+    loaded = Sequential([from_file])
+    for model in (saved, loaded):
+        model.build((None,) + shape[1:])
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "weights.h5")
+        saved.save_weights(path)
+        loaded.load_weights(path)
+    np.testing.assert_array_equal(from_file.forward(x), y)
+
+
+@pytest.mark.keras
+@given(ALL_CASES, st.integers(0, 2 ** 32 - 1))
+def test_keras_computes_what_the_layer_computes(case, seed):
+    # The Keras layer a model file describes (the same config), with the same weights.
+    keras = pytest.importorskip("keras")
+    from minicnn.io.architecture import layer_config
+
+    layer, shape, _ = case
+    layer.build((None,) + shape[1:], rng=np.random.default_rng(seed))
+    entry = layer_config(layer)
+    theirs = keras.layers.deserialize({"module": "keras.layers", **entry})
+    theirs.build((None,) + shape[1:])
+    theirs.set_weights(layer.get_weights())
+    x = _input(shape, seed)
+    np.testing.assert_allclose(np.asarray(theirs(x, training=False)), layer.forward(x),
+                               rtol=1e-9, atol=1e-9)
 
 
 def test_dropout_is_inverted_at_training_and_the_identity_at_inference():

@@ -13,6 +13,8 @@ from __future__ import annotations
 import numpy as np
 
 from minicnn.io.keras_compat import (
+    KERAS_VERSION,
+    Context,
     drop_training_only,
     dtype_policy,
     get_activation,
@@ -120,6 +122,18 @@ def _layer_entry(layer, input_names) -> dict:
         raise ValueError(f"save_model: {layer._label()} cannot be written as a Keras layer; "
                          f"model files hold {', '.join(sorted(_TO_KERAS))} and models of them")
     return {"class_name": type(layer).__name__, "config": to_keras(layer)}
+
+
+def layer_config(layer) -> dict:
+    """One layer's entry of a model file's model_config: {"class_name", "config"}, the
+    config with the keys and defaults Keras 3.15 writes for the same layer."""
+    return _layer_entry(layer, None)
+
+
+def layer_from_config(entry, where="a layer config"):
+    """A new, unbuilt layer from its entry of a model_config (Keras's or minicnn's);
+    errors start with `where`."""
+    return _layer_from_entry(entry, Context(where, KERAS_VERSION))
 
 
 def model_entry(model, input_names) -> dict:
