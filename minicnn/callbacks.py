@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from minicnn.io.atomic import atomic_path
+from minicnn.atomic import atomic_path
 
 
 class History:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-from minicnn.io.atomic import atomic_path
+from minicnn.atomic import atomic_path
 
 MISSING_MATPLOTLIB = ("plotting needs matplotlib, which is an optional extra: "
                       "pip install 'minicnn[plot]'  (or: pip install matplotlib)")

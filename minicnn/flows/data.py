@@ -101,7 +101,7 @@ def extract_features(conv_base, data, splits, batch_size=20, verbose=1) -> dict:
 
 def save_npz(path, arrays: dict) -> None:
     """np.savez under a temporary name, renamed into place."""
-    from minicnn.io.atomic import atomic_path
+    from minicnn.atomic import atomic_path
 
     with writing(path, "the features"):
         with atomic_path(path) as tmp:

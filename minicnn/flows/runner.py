@@ -91,7 +91,7 @@ def write_checkpoint(model, path, state: dict) -> None:
     """model.save plus the run state, renamed into place as one file."""
     import h5py
 
-    from minicnn.io.atomic import atomic_path
+    from minicnn.atomic import atomic_path
 
     with writing(path, "the checkpoint"):
         with atomic_path(path) as tmp:
@@ -376,7 +376,7 @@ def _make_folder(path) -> None:
 
 
 def write_json(path, value) -> None:
-    from minicnn.io.atomic import atomic_path
+    from minicnn.atomic import atomic_path
 
     with writing(path, "the metrics"):
         with atomic_path(path) as tmp:

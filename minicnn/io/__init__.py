@@ -1,4 +1,5 @@
-"""Files: atomic writes, Keras-layout HDF5 weight files, the VGG16 weights converter."""
-from minicnn.io.atomic import atomic_path
+"""Files: Keras-layout model and weight files, the VGG16 weights converter (and, from
+minicnn.atomic, the atomic writes they all use)."""
+from minicnn.atomic import atomic_path
 
 __all__ = ["atomic_path"]

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from minicnn.io import hdf5
-from minicnn.io.atomic import atomic_path
+from minicnn.atomic import atomic_path
 
 VGG16_NOTOP_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
 VGG16_CONV_LAYERS = [f"block{b}_conv{c}" for b, n in enumerate((2, 2, 3, 3, 3), start=1)

@@ -23,7 +23,7 @@ with names that carry their layer ('vgg16/block1_conv1/kernel').
 Kernels are stored as minicnn holds them, which is Keras's layout: Conv2D (K_h, K_w, C_in,
 C_out), Dense (in, out), bias (C_out,).
 
-Writing goes through a temporary file renamed into place (minicnn.io.atomic), and is
+Writing goes through a temporary file renamed into place (minicnn.atomic), and is
 byte-for-byte repeatable: no timestamps on datasets, the oldest HDF5 object format, groups
 created in sorted order (as Keras does, so that no name is a prefix of a later one).
 """
@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from minicnn.io.atomic import atomic_path
+from minicnn.atomic import atomic_path
 from minicnn.registry import FileFormat, register_format
 
 # What goes into the root attributes. minicnn computes as TensorFlow does (cross-correlation,

@@ -37,7 +37,7 @@ Keras 2 inbound_nodes of a functional model). A functional model is read when it
 chain of layers. Anything minicnn cannot compute the same way (a layer class, dilation,
 channels_first, an activation, gradient clipping, ...) is an error that names it.
 
-Writing goes through a temporary file renamed into place (minicnn.io.atomic): a failed or
+Writing goes through a temporary file renamed into place (minicnn.atomic): a failed or
 interrupted save leaves the previous file as it was. The bytes are repeatable (no
 timestamps, the oldest HDF5 object format), as for weight files.
 
@@ -63,7 +63,7 @@ from minicnn.io.architecture import (
     supported_classes,
     unsupported_layers,
 )
-from minicnn.io.atomic import atomic_path
+from minicnn.atomic import atomic_path
 from minicnn.io.keras_compat import BACKEND, KERAS_VERSION, Context
 from minicnn.io.training_state import (
     loss_from_keras,
