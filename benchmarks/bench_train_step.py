@@ -24,6 +24,9 @@ The frameworks:
     minicnn            this repository (NumPy + Numba)
     minicnn-im2col     the same with Winograd's algorithm turned off: every convolution
                        by im2col, as before Winograd (what it gains, measured side by side)
+    minicnn-numpy-first  minicnn imported after NumPy, as a notebook does
+    minicnn-torch-first  minicnn imported after PyTorch (which brings its own OpenMP
+                       runtime); skipped when torch is not installed
     keras-onednn-off   Keras 3 on TensorFlow CPU, TF_ENABLE_ONEDNN_OPTS=0
     keras-onednn-on    Keras 3 on TensorFlow CPU, TF_ENABLE_ONEDNN_OPTS=1
     torch              PyTorch CPU, channels_last, torch.optim.RMSprop(alpha=0.9, eps=1e-7);

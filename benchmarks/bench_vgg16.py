@@ -572,7 +572,7 @@ def parse_args(argv=None):
                         f"{QUICK['warmup']} warm-up step (about 2-3 minutes on 2 cores)")
     p.add_argument("--phases", nargs="+", choices=PHASES, default=list(PHASES),
                    help="predict (conv base inference) and/or train (fine-tuning step)")
-    harness.add_frameworks_option(p)
+    harness.add_frameworks_option(p, import_order=False)
     p.add_argument("--skip-profile", action="store_true",
                    help="do not time minicnn's forward pass layer by layer after the rounds")
     harness.add_output_options(p, "the tables")

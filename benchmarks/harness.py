@@ -73,6 +73,10 @@ FRAMEWORKS = {                          # name -> (worker kind, extra environmen
     "minicnn": ("minicnn", {}),
     # minicnn with every convolution by im2col (Winograd's algorithm off): what it gains
     "minicnn-im2col": ("minicnn", {"BENCH_MINICNN_WINOGRAD": "off"}),
+    # minicnn imported after another library, as in a notebook (minicnn.runtime's settings
+    # must survive it): NumPy first, PyTorch first (its own OpenMP runtime)
+    "minicnn-numpy-first": ("minicnn", {"BENCH_IMPORT_FIRST": "numpy"}),
+    "minicnn-torch-first": ("minicnn", {"BENCH_IMPORT_FIRST": "torch"}),
     "keras-onednn-off": ("keras", {"TF_ENABLE_ONEDNN_OPTS": "0"}),
     "keras-onednn-on": ("keras", {"TF_ENABLE_ONEDNN_OPTS": "1"}),
     "torch": ("torch", {}),
@@ -89,7 +93,11 @@ def import_minicnn_from_repo():
     """Make `import minicnn` find this checkout, installed or not, and import it before
     anything loads NumPy (Numba does): minicnn.runtime's thread settings must be in the
     environment when OpenBLAS starts. With BENCH_MINICNN_WINOGRAD=off (the minicnn-im2col
-    worker) turn Winograd's convolution off."""
+    worker) turn Winograd's convolution off. With BENCH_IMPORT_FIRST=numpy|torch import
+    that library first, as a notebook would."""
+    first = os.environ.get("BENCH_IMPORT_FIRST")
+    if first:
+        __import__(first)
     if REPO not in sys.path:
         sys.path.insert(0, REPO)
     from minicnn import layers
@@ -333,10 +341,11 @@ def close_all(workers):
 def skip_missing_torch(names, notes, log):
     """Drop "torch" from names, with a note, when PyTorch is not installed."""
     import importlib.util
-    if "torch" in names and importlib.util.find_spec("torch") is None:
-        names.remove("torch")
-        notes.append("PyTorch is not installed: torch skipped (pip install torch)")
-        log("torch is not importable: skipped")
+    if importlib.util.find_spec("torch") is None:
+        for name in [n for n in names if n in ("torch", "minicnn-torch-first")]:
+            names.remove(name)
+            notes.append(f"PyTorch is not installed: {name} skipped (pip install torch)")
+            log(f"torch is not importable: {name} skipped")
 
 
 def check_onednn(name, worker, threads, notes):
@@ -515,9 +524,12 @@ def argument_parser(doc):
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
-def add_frameworks_option(p):
-    p.add_argument("--frameworks", nargs="+", choices=list(FRAMEWORKS), default=list(FRAMEWORKS),
-                   help="subset to run (minicnn is always included: it is the baseline)")
+def add_frameworks_option(p, import_order=True):
+    """--frameworks; without import_order the default leaves out the import-order variants."""
+    default = [n for n in FRAMEWORKS if import_order or not n.endswith("-first")]
+    p.add_argument("--frameworks", nargs="+", choices=list(FRAMEWORKS), default=default,
+                   help="subset to run (minicnn is always included: it is the baseline; "
+                        f"default: {' '.join(default)})")
 
 
 def add_output_options(p, tables="the table"):
