@@ -9,6 +9,7 @@
     minicnn data preview IMAGE [--out PNG]               2x2 grid of augmented versions
     minicnn features extract --data DIR [--out NPZ]      VGG16 conv-base features of a split
     minicnn weights vgg16 [--from FILE] [--dest DIR]     get and check the ImageNet VGG16 base
+    minicnn profile [MODEL] [--mode train|predict|both]  where a step's time goes, per layer
 """
 from __future__ import annotations
 
@@ -233,6 +234,34 @@ def cmd_weights_vgg16(args) -> int:
     return 0
 
 
+def cmd_profile(args) -> int:
+    import json
+
+    from minicnn import profile
+    from minicnn.atomic import atomic_path
+
+    model = profile.model_for(args.model)
+    modes = ["train", "predict"] if args.mode == "both" else [args.mode]
+    if "train" in modes and not model.trainable_weights:
+        print(f"{args.model}: no trainable weights; profiling predict only")
+        modes = ["predict"]
+    x, y = profile.random_batch(model, args.batch_size)
+    sgemm = profile.sgemm_gflops()
+    results = []
+    for mode in modes:
+        print(f"profiling {args.model} ({mode}) ...", flush=True)
+        results.append(profile.profile(model, x, y, mode=mode, steps=args.steps,
+                                       warmup=args.warmup, sgemm=sgemm))
+        print(profile.format_profile(results[-1]))
+        print()
+    if args.json:
+        with atomic_path(args.json) as tmp, open(tmp, "w", encoding="utf-8") as f:
+            json.dump({"model": args.model, "profiles": [r.to_dict() for r in results]}, f,
+                      indent=1)
+        print(f"wrote {args.json}")
+    return 0
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -251,6 +280,11 @@ def _seed(text: str) -> int:
     if not 0 <= value < 2 ** 32:
         raise argparse.ArgumentTypeError(f"expected an integer in [0, 2**32); received {text!r}")
     return value
+
+
+def _profile_models() -> dict:
+    from minicnn import profile
+    return profile.MODELS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -403,6 +437,28 @@ a table of the five flows against the book (OUT/lecture.json) and their validati
                    help="output folder (default: $MINICNN_WEIGHTS, else the source tree's "
                         "weights/, else ~/.cache/minicnn)")
     p.set_defaults(func=cmd_weights_vgg16)
+
+    p = sub.add_parser(
+        "profile", help="time each layer's forward and backward (ms, GFLOP/s, %% of sgemm)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Run a few training steps and predictions on a random batch and show, "
+                    "per layer, the milliseconds of its forward and backward, its FLOPs, the "
+                    "GFLOP/s it reached and what share of this machine's sgemm rate that is.",
+        epilog="models by name (random weights: they do not change the time):\n" + "\n".join(
+            f"  {name:<18}{text}" for name, (text, _) in _profile_models().items())
+        + "\nor a model file: minicnn profile runs/lecture/scratch/model.h5")
+    p.add_argument("model", nargs="?", default="cnn", metavar="MODEL",
+                   help="a name (below) or a .h5 model file (default: cnn)")
+    p.add_argument("--mode", choices=["train", "predict", "both"], default="both",
+                   help="training steps, predictions or both (default both)")
+    p.add_argument("--batch-size", type=_positive_int, default=20, metavar="N",
+                   help="batch size (default 20)")
+    p.add_argument("--steps", type=_positive_int, default=5, metavar="N",
+                   help="timed steps; the table shows medians (default 5)")
+    p.add_argument("--warmup", type=_positive_int, default=2, metavar="N",
+                   help="untimed steps first: Numba compiles, memory settles (default 2)")
+    p.add_argument("--json", metavar="OUT.json", help="also write every figure as JSON")
+    p.set_defaults(func=cmd_profile)
 
     data = sub.add_parser("data", help="prepare and look at the image data",
                           description="The lecture's data tools.")
