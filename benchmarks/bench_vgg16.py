@@ -213,10 +213,10 @@ class MinicnnBench:
         return {"layers": per_layer}
 
     def threads(self):
-        from minicnn.layers import conv
+        from minicnn.layers import conv_algorithms
+        limit = conv_algorithms.current_settings().workspace_limit
         return {**harness.numba_threads(self._numba),
-                "conv_inference_workspace_mib": (conv._workspace_limit / 2 ** 20
-                                                 if conv._workspace_limit else None),
+                "conv_inference_workspace_mib": limit / 2 ** 20 if limit else None,
                 **harness.thread_env()}
 
 

@@ -213,10 +213,12 @@ def numba_threads(numba):
         layer = numba.threading_layer()
     except ValueError:                      # no parallel kernel has run yet
         layer = "not initialised"
-    from minicnn.layers import conv
+    from minicnn import runtime
+    from minicnn.layers import conv_algorithms
+    settings = conv_algorithms.current_settings()
     return {"numba_threads": numba.config.NUMBA_NUM_THREADS, "numba_threading_layer": layer,
-            "winograd_min_channels": conv._winograd_min_channels,
-            "winograd": conv._winograd_algorithm.name}
+            "winograd_min_channels": settings.winograd_min_channels,
+            "winograd_tile": settings.winograd_tile, "runtime": runtime.settings()}
 
 
 def onednn_enabled():
