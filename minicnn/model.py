@@ -115,6 +115,13 @@ class Sequential(Layer):
             raise ValueError(f"{self._label()}: expected input of shape {expected}; "
                              f"received {x.shape}")
 
+    def leaf_layers(self) -> list:
+        """The model's layers in order, nested models (a conv base) opened up."""
+        leaves = []
+        for layer in self.layers:
+            leaves += layer.leaf_layers() if isinstance(layer, Sequential) else [layer]
+        return leaves
+
     def get_layer(self, name=None, index=None) -> Layer:
         if index is not None:
             if not -len(self.layers) <= index < len(self.layers):

@@ -29,8 +29,6 @@ import time
 
 import numpy as np
 
-from minicnn.model import Sequential
-
 # Methods through which a model's step runs a layer, and the phase each belongs to.
 TIMED = {"forward": "forward", "backward": "backward",
          "backward_from_logits": "backward", "backward_from_dz": "backward",
@@ -77,14 +75,6 @@ def sgemm_gflops(n: int = 2048, repeats: int = 5) -> float:
     return 2 * n ** 3 / statistics.median(times) / 1e9
 
 
-def leaf_layers(model) -> list:
-    """The model's layers in order, nested models opened."""
-    out = []
-    for layer in model.layers:
-        out += leaf_layers(layer) if isinstance(layer, Sequential) else [layer]
-    return out
-
-
 def forward_flops(layer, batch: int) -> int:
     """Multiply-adds x 2 of the layer's forward on a batch (0 for memory-bound layers)."""
     kind = type(layer).__name__
@@ -102,8 +92,9 @@ class _Timer:
     adds each call's seconds to its layer's phase, and to the FLOPs of the backward the
     weight and input gradients it computed."""
 
-    def __init__(self, model):
-        self.layers = leaf_layers(model)
+    def __init__(self, model, batch: int):
+        self.layers = model.leaf_layers()
+        self.batch = batch
         self.seconds = {}
         self.backward_flops = {}
         self.optimizer = getattr(model, "optimizer", None)
@@ -180,8 +171,7 @@ def profile(model, x, y=None, mode: str = "train", steps: int = 5, warmup: int =
 
     for _ in range(warmup):
         step()
-    timer = _Timer(model)
-    timer.batch = batch
+    timer = _Timer(model, batch)
     totals, per_step = [], []
     with timer:
         for _ in range(steps):
@@ -201,7 +191,7 @@ def profile(model, x, y=None, mode: str = "train", steps: int = 5, warmup: int =
     rest = [total - sum(seconds.values()) for total, (seconds, _) in zip(totals, per_step)]
     return Profile(mode, batch, steps, 1000 * statistics.median(totals),
                    sgemm if sgemm is not None else sgemm_gflops(), rows,
-                   median("optimizer") if mode == "train" else 0.0,
+                   median("optimizer"),
                    1000 * max(statistics.median(rest), 0.0))
 
 
@@ -249,19 +239,17 @@ def _lecture_cnn(dropout):
     return make
 
 
-def _vgg16_base():
+def _vgg16_base(frozen=True):
     from minicnn.applications import VGG16
-    return VGG16(weights=None, include_top=False, input_shape=(150, 150, 3), seed=0)
+    base = VGG16(weights=None, include_top=False, input_shape=(150, 150, 3), seed=0)
+    base.trainable = not frozen                 # alone, a conv base is for inference
+    return base
 
 
 def _vgg16_with_head(trainable_from=None):
     def make():
         from minicnn.flows import catalog
-        from minicnn.layers import Dense, Flatten
-        base = _vgg16_base()
-        model = Sequential([base, Flatten(), Dense(256, activation="relu"),
-                            Dense(1, activation="sigmoid")], seed=0)
-        base.trainable = False
+        model = catalog.frozen_base_with_head(_vgg16_base(), seed=0)
         if trainable_from:
             catalog.unfreeze_from(model, trainable_from)
         return model

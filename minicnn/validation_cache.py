@@ -82,7 +82,7 @@ class ValidationCache:
         self.used = False
         self.reason = batches.cache_obstacle()
         if self.reason is None:
-            leaves = _leaves(model)
+            leaves = model.leaf_layers()
             cut = _cut(model, leaves)
             if cut == 0:
                 self.reason = "the first layer is trainable: there is no frozen prefix"
@@ -155,16 +155,6 @@ class ValidationCache:
             loss, _, _ = model._loss_and_grad(y, out)
             accumulate(sums, model._step_metrics(y, out, loss))
         return means(sums)
-
-
-def _leaves(model):
-    """The model's layers in order, nested Sequentials (a conv base) opened up."""
-    leaves = []
-    for layer in model.layers:
-        # A nested model is the one kind of layer that holds layers (the models sit above
-        # this module, so it is recognised by that, not by its class).
-        leaves += _leaves(layer) if hasattr(layer, "layers") else [layer]
-    return leaves
 
 
 def _cut(model, leaves):

@@ -13,7 +13,7 @@ from minicnn import layers as L
 from minicnn.callbacks import Callback
 from minicnn.datasets import sample_dir
 from minicnn.preprocessing.image import ImageDataGenerator
-from minicnn.validation_cache import ValidationCache, _cut, _leaves
+from minicnn.validation_cache import ValidationCache, _cut
 
 VAL_KEYS = ("val_loss", "val_acc")
 
@@ -244,7 +244,7 @@ def test_bad_cache_arguments_are_refused(tmp_path, max_memory):
 def test_the_cut_is_the_first_leaf_with_a_trainable_weight_and_at_most_the_last():
     model = _model(8, 2, frozen=3, nested=True)
     model.build((None, 8, 8, 2))
-    leaves = _leaves(model)
+    leaves = model.leaf_layers()
     assert [type(leaf).__name__ for leaf in leaves] == [
         "Conv2D", "MaxPooling2D", "Conv2D", "Flatten", "Dense", "Dense"]
     assert _cut(model, leaves) == 4
@@ -259,7 +259,7 @@ def test_frozen_layers_on_the_training_path_keep_nothing_for_backward():
     x, _ = _arrays(4, 8, 2, "float64", 0)
     model.input_grad_needed = False
     model.forward(x, training=True)
-    leaves = _leaves(model)
+    leaves = model.leaf_layers()
     # Below the first trainable Dense, nothing is kept (Flatten need not give dL/dx either).
     assert all(leaf._cache is None for leaf in leaves[:4])
     assert all(leaf._cache is not None for leaf in leaves[4:])

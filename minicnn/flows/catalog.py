@@ -151,11 +151,15 @@ def features_model(run: Run):
 
 def features_augment_model(run: Run, conv_base=None):
     """The frozen conv base + Flatten + Dense 256 relu + Dense 1 sigmoid."""
+    return frozen_base_with_head(conv_base or _conv_base(), run.seed)
+
+
+def frozen_base_with_head(conv_base, seed):
+    """conv_base, frozen, + Flatten + Dense 256 relu + Dense 1 sigmoid (flow 4's model)."""
     from minicnn.layers import Dense, Flatten
     from minicnn.model import Sequential
-    conv_base = conv_base or _conv_base()
     model = Sequential([conv_base, Flatten(), Dense(256, activation="relu"),
-                        Dense(1, activation="sigmoid")], seed=run.seed)
+                        Dense(1, activation="sigmoid")], seed=seed)
     conv_base.trainable = False
     return model
 
