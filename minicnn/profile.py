@@ -30,7 +30,8 @@ import time
 import numpy as np
 
 # Methods through which a model's step runs a layer, and the phase each belongs to.
-TIMED = {"forward": "forward", "backward": "backward",
+TIMED = {"forward": "forward", "forward_before_pooling": "forward",
+         "forward_after_conv": "forward", "backward": "backward",
          "backward_from_logits": "backward", "backward_from_dz": "backward",
          "backward_through_relu": "backward"}
 

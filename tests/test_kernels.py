@@ -57,6 +57,49 @@ def test_maxpool_kernels_equal_their_numpy_twins(geometry, dtype, seed):
                                kernels.maxpool_backward_reference(dy, argmax, x_shape), rtol=1e-6)
 
 
+@given(windows(max_k=3, max_c=3), st.sampled_from([np.float32, np.float64]), st.integers(0, 2 ** 32 - 1))
+def test_pooling_backward_through_relu_over_tiling_windows_equals_the_scatter(geometry, dtype, seed):
+    # strides == pool_size: every dZ cell is written by a select on its own window's argmax
+    # (the cells of no window, left over by 'valid', are zero), as the scatter writes it.
+    x_shape, k, _, padding = geometry
+    pads = _pads(x_shape, k, k, padding)
+    rng = np.random.default_rng(seed)
+    x = np.maximum(rng.standard_normal(x_shape), 0).astype(dtype)
+    y, argmax = kernels.maxpool_forward(x, k, k, pads)
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    dz, db = kernels.maxpool_backward_relu(dy, y, argmax, x_shape, (k, pads))
+    dz_ref, db_ref = kernels.maxpool_backward_relu_reference(dy, y, argmax, x_shape)
+    np.testing.assert_array_equal(dz, dz_ref)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(db, db_ref, rtol=tol, atol=tol)
+
+
+@given(windows(max_k=3, max_c=3), st.sampled_from([np.float32, np.float64]),
+       st.sampled_from(["linear", "relu"]), st.booleans(), st.integers(0, 2 ** 32 - 1))
+def test_pooling_with_bias_and_activation_after_it_equals_them_before(geometry, dtype,
+                                                                      activation, bias, seed):
+    # Inference pools a convolution's Z and applies the bias and a nondecreasing activation
+    # to the pooled output: bit for bit the pooling of act(Z + b), ties included.
+    x_shape, k, s, padding = geometry
+    pads = _pads(x_shape, k, s, padding)
+    rng = np.random.default_rng(seed)
+    z = np.round(rng.standard_normal(x_shape) * 2).astype(dtype)     # many equal values
+    b = rng.standard_normal(x_shape[-1]).astype(dtype) if bias else None
+    code = kernels.ACTIVATION_CODES[activation]
+    y = kernels.maxpool_bias_activation(z, k, s, pads, b, code)
+    assert y.dtype == dtype
+    np.testing.assert_array_equal(y, kernels.maxpool_bias_activation_reference(z, k, s, pads, b, code))
+    before = z if b is None else z + b
+    before = np.maximum(before, 0) if activation == "relu" else before
+    np.testing.assert_array_equal(y, reference.maxpool_forward(before, k, s, padding)[0])
+
+
+def test_pooling_with_bias_after_it_refuses_an_activation_that_does_not_commute_with_max():
+    z = np.zeros((1, 2, 2, 1), np.float32)
+    with pytest.raises(ValueError, match="linear .0. or relu .1.*received code 2"):
+        kernels.maxpool_bias_activation(z, (2, 2), (2, 2), (0, 0, 0, 0), None, 2)
+
+
 @given(windows(max_size=7, max_k=3, max_c=3, max_n=2), st.integers(1, 4), st.integers(0, 2 ** 32 - 1))
 def test_conv_kernels_equal_plain_loops(geometry, c_out, seed):
     x_shape, k, s, padding = geometry
@@ -91,6 +134,10 @@ def test_pooling_backward_through_relu_equals_pooling_then_relu_backward(geometr
     tol = 1e-5 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(dz, dz_ref, rtol=tol, atol=tol)
     np.testing.assert_allclose(db, db_ref, rtol=tol, atol=tol)
+    if tuple(s) == tuple(k):                # windows that tile X: the select path
+        dz_tiled, db_tiled = kernels.maxpool_backward_relu(dy, y, argmax, x_shape, (k, pads))
+        np.testing.assert_array_equal(dz_tiled, dz)
+        np.testing.assert_allclose(db_tiled, db, rtol=tol, atol=tol)
     dx = kernels.maxpool_backward(dy, argmax, x_shape)
     dz_two, db_two = kernels.activation_backward_and_bias_grad(
         dx.reshape(-1, x_shape[-1]), x.reshape(-1, x_shape[-1]), kernels.ACTIVATION_CODES["relu"])

@@ -262,6 +262,34 @@ def test_predict_batches_do_not_change_the_result():
                                model.predict(x, batch_size=13, verbose=0), rtol=1e-5, atol=1e-7)
 
 
+@given(st.sampled_from(["relu", "linear", "sigmoid"]), st.booleans(),
+       st.sampled_from(["valid", "same"]), st.sampled_from(["im2col", "winograd4"]),
+       st.sampled_from([(2, 2), (3, 3)]), st.integers(0, 2 ** 32 - 1))
+def test_inference_through_conv_and_pooling_equals_the_layers_one_by_one(
+        activation, use_bias, padding, algorithm, pool, seed):
+    # predict pools a linear or ReLU convolution's Z and applies its bias and activation
+    # after the pooling; the layers run one by one (the training path: bias and activation
+    # on the full output, argmax pooling) give the same numbers.
+    rng = np.random.default_rng(seed)
+    model = mc.Sequential([
+        layers.Conv2D(3, 3, activation=activation, use_bias=use_bias, padding=padding,
+                      algorithm=algorithm, input_shape=(12, 12, 2)),
+        layers.MaxPooling2D(pool, padding=padding),
+        layers.Conv2D(2, 2, activation="relu"),
+        layers.MaxPooling2D(),
+        layers.Flatten(), layers.Dense(1, activation="sigmoid")], seed=seed % 1000)
+    for layer in model.layers:
+        if getattr(layer, "bias", None) is not None:
+            layer.bias[:] = rng.standard_normal(layer.bias.shape)     # not all zero
+    x = rng.standard_normal((3, 12, 12, 2)).astype(np.float32)
+    one_by_one = x
+    for layer in model.layers:
+        one_by_one = layer.forward(one_by_one, training=False, keep_cache=True)
+    exact = algorithm == "im2col"           # Winograd adds the bias inside its transform
+    np.testing.assert_allclose(model.predict(x, verbose=0), one_by_one,
+                               rtol=0 if exact else 1e-6, atol=0 if exact else 1e-6)
+
+
 def test_labels_may_be_n_or_n_by_1():
     x, y = _bright_side_images(8, seed=0)
     a, b = _small_cnn(seed=5), _small_cnn(seed=5)

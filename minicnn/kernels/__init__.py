@@ -23,6 +23,8 @@ from minicnn.kernels.pooling import (
     maxpool_backward_reference,
     maxpool_backward_relu,
     maxpool_backward_relu_reference,
+    maxpool_bias_activation,
+    maxpool_bias_activation_reference,
     maxpool_forward,
     maxpool_forward_reference,
 )
@@ -40,6 +42,7 @@ __all__ = [
     "im2col", "im2col_reference",
     "maxpool_backward", "maxpool_backward_reference",
     "maxpool_backward_relu", "maxpool_backward_relu_reference",
+    "maxpool_bias_activation", "maxpool_bias_activation_reference",
     "maxpool_forward", "maxpool_forward_reference",
     "rmsprop_update", "rmsprop_update_reference",
     "FILL_MODES", "affine_warp", "affine_warp_reference", "winograd",

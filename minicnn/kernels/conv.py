@@ -63,8 +63,11 @@ def conv2d_forward(x, kernel, bias, strides, pads, activation=0, keep_cache=True
     n = x.shape[0]
     rows = cols.shape[0] // n if n else 0
     z = cols @ kernel.reshape(k_h * k_w * c_in, c_out)        # the one BLAS call
-    b = bias if bias is not None else np.zeros(c_out, dtype=z.dtype)
-    y2d, logits = bias_activation(z, b, activation, keep_logits=True)
+    if bias is None and activation == 0:
+        y2d, logits = z, None                                 # Z itself: no pass over it
+    else:
+        b = bias if bias is not None else np.zeros(c_out, dtype=z.dtype)
+        y2d, logits = bias_activation(z, b, activation, keep_logits=True)
     h_out = window_output_size(x.shape[1], k_h, strides[0], pads[0], pads[1])
     w_out = rows // h_out if h_out else 0
     y = y2d.reshape(n, h_out, w_out, c_out)

@@ -132,6 +132,17 @@ class Conv2D(KernelLayer):
         self._forward_algorithm = algorithm if keep_cache else None
         return y
 
+    def forward_before_pooling(self, x):
+        """Z = conv(X, W) at inference, without the bias and the activation: for a
+        max-pooling right after this layer to apply them to its own, smaller, output
+        (MaxPooling2D.forward_after_conv). X (N, H, W, C_in) -> Z (N, H_out, W_out, C_out)."""
+        x = self._check_input(x)
+        z, _, self._cache = self.plan.inference.forward(
+            x, self.kernel, None, self.strides, self._pads, 0, False,
+            self.plan.workspace_limit)
+        self._forward_algorithm = None
+        return z
+
     def backward_from_dz(self, dz, db, need_dx=True):
         """Backward from dZ (N, H_out, W_out, C_out) and its sum db (C_out,) when the layer
         after has applied the activation's derivative already (MaxPooling2D's

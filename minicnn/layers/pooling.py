@@ -5,7 +5,12 @@ from typing import NamedTuple
 
 import numpy as np
 
-from minicnn.kernels import maxpool_backward, maxpool_backward_relu, maxpool_forward
+from minicnn.kernels import (
+    maxpool_backward,
+    maxpool_backward_relu,
+    maxpool_bias_activation,
+    maxpool_forward,
+)
 from minicnn.layers.base import Layer
 from minicnn.registry import register
 from minicnn.shapes import normalize_padding, normalize_tuple, window_2d
@@ -33,7 +38,9 @@ class MaxPooling2D(Layer):
         dX[n, ih, iw, c] = sum_{(i, j): argmax[n, i, j, c] = (ih, iw)} dY[n, i, j, c]
     When the layer before is a ReLU convolution, a model runs this backward and the ReLU's
     in one pass (backward_through_relu): the routed cell holds Y itself, so relu' there
-    is [Y > 0].
+    is [Y > 0]. At inference the pooling keeps no argmax, and after a linear or ReLU
+    convolution a model runs it on the convolution's Z and applies the bias and the
+    activation after it (forward_after_conv): max commutes with adding b and with ReLU.
     """
 
     def __init__(self, pool_size=(2, 2), strides=None, padding="valid", input_shape=None,
@@ -58,9 +65,23 @@ class MaxPooling2D(Layer):
     def forward(self, x, training=False, keep_cache=None):
         x = self._check_input(x)
         keep_cache = training if keep_cache is None else keep_cache
+        if not keep_cache:                    # inference: the maximum only, no argmax
+            self._cache = None
+            return maxpool_bias_activation(x, self.pool_size, self.strides, self._pads)
         y, argmax = maxpool_forward(x, self.pool_size, self.strides, self._pads)
-        self._cache = _PoolCache(argmax, x.shape, y) if keep_cache else None
+        self._cache = _PoolCache(argmax, x.shape, y)
         return y
+
+    def forward_after_conv(self, z, bias, activation):
+        """Inference after a convolution that left out its bias and activation
+        (Conv2D.forward_before_pooling): Y = act(maxpool(Z) + b), the same numbers as
+        maxpool(act(Z + b)) for a linear or ReLU activation, with the bias and the
+        activation applied to the pooled output, K_h*K_w times smaller.
+        z (N, H, W, C), bias (C,) or None, activation a code (0 linear, 1 relu)."""
+        z = self._check_input(z)
+        self._cache = None
+        return maxpool_bias_activation(z, self.pool_size, self.strides, self._pads, bias,
+                                       activation)
 
     def backward(self, dy, need_dx=True):
         cache = self._require_cache()
@@ -73,7 +94,8 @@ class MaxPooling2D(Layer):
         ReLU's derivative and the bias gradient's sum, without the dX in between."""
         cache = self._require_cache()
         self.grads = []
-        return maxpool_backward_relu(dy, cache.y, cache.argmax, cache.x_shape)
+        tiling = (self.pool_size, self._pads) if self.strides == self.pool_size else None
+        return maxpool_backward_relu(dy, cache.y, cache.argmax, cache.x_shape, tiling)
 
     def get_config(self):
         return {**super().get_config(), "pool_size": list(self.pool_size),
