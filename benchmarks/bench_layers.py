@@ -34,7 +34,6 @@ import os
 import statistics
 import sys
 import tempfile
-import time
 
 import harness
 from harness import FRAMEWORKS
