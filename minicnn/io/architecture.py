@@ -223,6 +223,7 @@ def _conv2d_from_keras(config, label, ctx) -> dict:
 
 def _dense_from_keras(config, label, ctx) -> dict:
     require(config, "lora_rank", [None, 0], label, ctx)
+    require(config, "quantization_config", [None], label, ctx)
     return {**_kernel_layer_from_keras(config, label, ctx), "units": config["units"]}
 
 
@@ -270,6 +271,29 @@ _FROM_KERAS = {"Conv2D": _conv2d_from_keras, "Dense": _dense_from_keras,
                "Dropout": _dropout_from_keras, "Activation": _activation_from_keras}
 
 
+# The config keys Keras 3 and Keras 2 write for each class minicnn reads. A key outside
+# these is refused rather than ignored: it may change what the layer computes.
+_COMMON_KEYS = {"name", "trainable", "dtype", "batch_input_shape", "batch_shape",
+                "input_shape", "input_dim"}
+_KERNEL_KEYS = {"activation", "use_bias", "kernel_initializer", "bias_initializer",
+                "kernel_regularizer", "bias_regularizer", "activity_regularizer",
+                "kernel_constraint", "bias_constraint"}
+_KEYS = {"Conv2D": _KERNEL_KEYS | {"filters", "kernel_size", "strides", "padding",
+                                   "data_format", "dilation_rate", "groups"},
+         "Dense": _KERNEL_KEYS | {"units", "lora_rank", "lora_alpha", "quantization_config"},
+         "MaxPooling2D": {"pool_size", "strides", "padding", "data_format"},
+         "Flatten": {"data_format"},
+         "Dropout": {"rate", "noise_shape", "seed"},
+         "Activation": {"activation"}}
+
+
+def _check_keys(config, name, label, ctx) -> None:
+    unknown = sorted(set(config) - _COMMON_KEYS - _KEYS[name])
+    if unknown:
+        raise ctx.error(f"{label}: its config has keys minicnn does not know: {unknown}; a "
+                        f"{name} config has {sorted(_KEYS[name] | _COMMON_KEYS)}")
+
+
 def _layer_from_entry(entry, ctx):
     class_name = entry.get("class_name")
     if class_name in MODEL_CLASSES:
@@ -278,6 +302,9 @@ def _layer_from_entry(entry, ctx):
     cls, from_keras = lookup(name), _FROM_KERAS[name]
     config = entry.get("config", {})
     label = f"{class_name} '{config.get('name', '?')}'"
+    if not isinstance(config, dict):
+        raise ctx.error(f"{label}: its config is {type(config).__name__}, not a mapping")
+    _check_keys(config, name, label, ctx)
     try:
         kwargs = from_keras(config, label, ctx)
     except (KeyError, TypeError, AttributeError) as e:

@@ -29,6 +29,7 @@ created in sorted order (as Keras does, so that no name is a prefix of a later o
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass, field
 
@@ -168,6 +169,24 @@ class WeightsFile:
         return [name for name in self.layer_names if self.weights.get(name)]
 
 
+@contextlib.contextmanager
+def reading(path, what):
+    """Open an HDF5 file for reading; an error of the HDF5 library itself (a file cut
+    short, damaged bytes) becomes a ValueError that names the file and what it was read
+    as. Errors raised inside the block pass through."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            yield f
+    except OSError as error:
+        if isinstance(error, FileNotFoundError):
+            raise
+        raise ValueError(f"{path}: cannot read it as a {what}: the HDF5 file is damaged or "
+                         f"cut short, e.g. by an interrupted copy or download "
+                         f"(HDF5: {error})") from None
+
+
 def read_weights_file(path) -> WeightsFile:
     """Read a Keras legacy weights file (save_weights), or the weights of a full model
     file (save_model keeps them in /model_weights)."""
@@ -178,7 +197,7 @@ def read_weights_file(path) -> WeightsFile:
         raise FileNotFoundError(f"weights file {path} does not exist")
     if not h5py.is_hdf5(path):
         raise ValueError(f"{path} is not an HDF5 file, so not a Keras .h5 weights file")
-    with h5py.File(path, "r") as f:
+    with reading(path, "Keras .h5 weights file") as f:
         root = f
         if not _has_attribute(f, "layer_names") and "model_weights" in f:
             root = f["model_weights"]          # a whole model saved with save_model
@@ -234,8 +253,10 @@ def load_weights(model, path) -> None:
     groups the model does not have (input_1, fc1, ...) are ignored, as are layers without
     weights. The weights of a model inside the model are matched to its layers by the
     layer names in their weight names, or by Keras's order when the names do not say.
-    Every count and shape is checked before anything is assigned, so on an error the
-    model is unchanged.
+    Every count, shape and dtype is checked before anything is assigned, so on an error
+    the model is unchanged. Floating-point weights of another precision are converted to
+    the layer's dtype, as Keras does (float16 exactly, float64 rounded to float32);
+    non-floating ones are refused.
     """
     path = os.fspath(path)
     if not getattr(model, "built", False):
@@ -275,6 +296,13 @@ def _match_layer(layer, model_name, saved, path) -> list[tuple[np.ndarray, np.nd
             raise ValueError(
                 f"{path}: layer '{layer.name}' ({kind}), weight '{weight_name}': the file "
                 f"has shape {value.shape}, the model expects {target.shape}")
+        if value.dtype.kind != "f":
+            # Floating weights are converted to the layer's dtype, as Keras does on
+            # loading (float16 exactly, float64 rounded); integers or strings are not weights.
+            raise ValueError(
+                f"{path}: layer '{layer.name}' ({kind}), weight '{weight_name}': the file "
+                f"holds {value.dtype} values; expected floating-point weights (float16, "
+                f"float32 or float64, converted to the layer's {target.dtype})")
         pairs.append((target, value))
     return pairs
 
