@@ -262,6 +262,23 @@ def cmd_profile(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from minicnn.io.model_file import load_model, save_model
+
+    if not args.dest.endswith((".keras", ".h5", ".hdf5")):
+        raise ValueError(f"{args.dest}: expected a .keras (Keras 3's archive, optimizer "
+                         f"state included) or .h5 file name")
+    model = load_model(args.source)
+    save_model(model, args.dest, include_optimizer=not args.no_optimizer)
+    state = "without its optimizer" if args.no_optimizer or model.optimizer is None else \
+        f"with its optimizer state ({model.optimizer.iterations} steps)"
+    print(f"wrote {args.dest}: {model.name}, {model.count_params():,} parameters, {state}")
+    if args.dest.endswith(".keras"):
+        print(f"in Keras: model = keras.saving.load_model({args.dest!r}); model.fit(...) "
+              f"continues the training")
+    return 0
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -460,6 +477,19 @@ a table of the five flows against the book (OUT/lecture.json) and their validati
     p.add_argument("--json", metavar="OUT.json", help="also write every figure as JSON")
     p.set_defaults(func=cmd_profile)
 
+    p = sub.add_parser(
+        "export", help="write a model file as Keras 3's .keras archive (or as .h5)",
+        description="Read a model file (minicnn's or Keras's .h5, or a .keras archive) and "
+                    "write it as DEST: a .keras archive keeps the architecture, the weights "
+                    "and the optimizer's state (iterations and RMSprop's velocities), so that "
+                    "keras.saving.load_model(DEST) followed by fit continues the training "
+                    "exactly; Keras drops the optimizer state of .h5 files.")
+    p.add_argument("source", metavar="MODEL", help="a .h5 model file or a .keras archive")
+    p.add_argument("dest", metavar="OUT", help="the file to write: OUT.keras or OUT.h5")
+    p.add_argument("--no-optimizer", action="store_true",
+                   help="leave out the training configuration and the optimizer state")
+    p.set_defaults(func=cmd_export)
+
     data = sub.add_parser("data", help="prepare and look at the image data",
                           description="The lecture's data tools.")
     data_sub = data.add_subparsers(dest="data_command", required=True, metavar="SUBCOMMAND")
@@ -484,8 +514,22 @@ a table of the five flows against the book (OUT/lecture.json) and their validati
     return parser
 
 
+def _stop_on_sigterm() -> None:
+    """SIGTERM (`kill`, a batch system's time limit) stops a command as Ctrl-C does: the
+    epoch in progress is dropped, the last checkpoint stays, the resume command is printed."""
+    import signal
+    import threading
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, interrupt)
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    _stop_on_sigterm()
     try:
         return args.func(args)
     except (ValueError, OSError, ImportError, FloatingPointError) as error:

@@ -16,7 +16,11 @@ cache in forward.
 """
 from __future__ import annotations
 
+import contextlib
 import math
+import signal
+import threading
+import warnings
 
 import numpy as np
 
@@ -337,7 +341,18 @@ class Sequential(Layer):
             raise ValueError(f"{self._label()}: `{what}` has shape {y.shape} but the model "
                              f"outputs {format_shape(self.output_shape)}; expected {what} of "
                              f"shape {out_shape}" + (" or (N,)" if out_shape[1:] == (1,) else ""))
-        return y.astype(self.layers[-1].dtype, copy=False)
+        if y.dtype.kind not in "biuf":
+            raise ValueError(f"{self._label()}: `{what}` must hold numbers (0/1 labels for "
+                             f"binary cross-entropy); received an array of dtype {y.dtype}")
+        y = y.astype(self.layers[-1].dtype, copy=False)
+        if isinstance(self.loss, losses.BinaryCrossentropy) and y.size \
+                and not (y.min() >= 0 and y.max() <= 1):
+            # Keras trains on such labels too; the loss is then no cross-entropy.
+            warnings.warn(f"{self._label()}: `{what}` holds values outside [0, 1] (from "
+                          f"{y.min():g} to {y.max():g}); binary cross-entropy expects labels "
+                          f"0 and 1 (or probabilities), so the loss and accuracy will mean "
+                          f"little", stacklevel=4)
+        return y
 
     def _prepare(self, x, y=None, what="x"):
         x = np.asarray(x)
@@ -368,13 +383,35 @@ class Sequential(Layer):
         loss, grad, from_logits = self._loss_and_grad(y, out)
         if not math.isfinite(loss):
             raise FloatingPointError(f"{self._label()}: the loss became {loss}{where}; "
-                                     f"training stopped before this step's update")
+                                     f"training stopped before this step's update: "
+                                     f"{self._non_finite_origin(x)}")
         if from_logits:
             self.backward_from_logits(grad, need_dx=False)
         else:
             self.backward(grad, need_dx=False)
         self.optimizer.apply(self.trainable_weights, self.trainable_grads)
         return self._step_metrics(y, out, loss)
+
+    def _non_finite_origin(self, x) -> str:
+        """Where a batch's numbers first stop being finite: the input itself, a layer's
+        weights, or the first layer whose output holds NaN or inf (by inference, layer by
+        layer, on the same batch)."""
+        if not np.isfinite(x).all():
+            return (f"the input batch holds {np.count_nonzero(~np.isfinite(x))} NaN or inf "
+                    f"values")
+        for layer in self.leaf_layers():
+            for weight in layer.weights:
+                if not np.isfinite(weight).all():
+                    return (f"the weights of layer '{layer.name}' ({type(layer).__name__}) "
+                            f"hold NaN or inf (a learning rate too large?)")
+        for layer in self.leaf_layers():
+            largest_in = float(np.abs(x).max(initial=0))
+            x = layer.forward(x, training=False)
+            if not np.isfinite(x).all():
+                return (f"the output of layer '{layer.name}' ({type(layer).__name__}) is the "
+                        f"first to hold NaN or inf (its input's largest magnitude: "
+                        f"{largest_in:.3g})")
+        return "every layer's output is finite: the loss itself overflowed"
 
     def train_on_batch(self, x, y):
         """One update on one batch; returns [loss, acc] ([loss, *metrics]), or loss alone."""
@@ -409,10 +446,24 @@ class Sequential(Layer):
         start, computed once (the same numbers; see minicnn.validation_cache). A cache made
         for True is closed when fit ends; one passed in stays filled for the next fit.
 
-        Ctrl-C (KeyboardInterrupt) stops training after a message and returns the History of
-        the finished epochs; files a ModelCheckpoint wrote are complete (written atomically).
+        Ctrl-C (SIGINT) or SIGTERM stops training at the end of the step in progress, after
+        a message, and returns the History of the finished epochs; files a ModelCheckpoint
+        wrote are complete (written atomically). A second signal stops at once.
         """
         self._require_compiled("fit")
+        for what, value in (("epochs", epochs), ("initial_epoch", initial_epoch)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+                raise ValueError(f"{self._label()}: `{what}` must be an int >= 0; received "
+                                 f"{value!r}")
+        if steps_per_epoch is not None and (
+                isinstance(steps_per_epoch, bool)
+                or not isinstance(steps_per_epoch, (int, np.integer)) or steps_per_epoch <= 0):
+            raise ValueError(f"{self._label()}: `steps_per_epoch` must be a positive int or "
+                             f"None; received {steps_per_epoch!r}")
+        if initial_epoch >= epochs:
+            warnings.warn(f"{self._label()}: fit(epochs={epochs}, initial_epoch="
+                          f"{initial_epoch}) has no epoch to run; the model is unchanged",
+                          stacklevel=2)
         train = self._batches(x, y, batch_size, shuffle, steps_per_epoch, "x")
         validation = None
         if validation_data is not None:
@@ -435,26 +486,14 @@ class Sequential(Layer):
             callback.set_model(self)
             callback.on_train_begin()
         self.stop_training = False
+        stop = _StopBetweenSteps()
         try:
-            for epoch in range(initial_epoch, epochs):
-                progress = Progress(train.steps, verbose, desc=f"Epoch {epoch + 1}/{epochs}")
-                sums: dict = {}
-                for step, (xb, yb) in enumerate(train.epoch()):
-                    where = f" at epoch {epoch + 1}, step {step + 1}"
-                    _accumulate(sums, self._train_step(xb, yb, where))
-                    progress.update(_means(sums))
-                logs = _means(sums)
-                if validation is not None:
-                    val_logs = cache.evaluate(self, validation) if cache else None
-                    if val_logs is None:
-                        val_logs = self._evaluate_batches(validation, verbose=0)
-                    logs.update({f"val_{k}": v for k, v in val_logs.items()})
-                history.append(epoch, logs)
-                progress.close(logs)
-                for callback in callbacks:
-                    callback.on_epoch_end(epoch, logs)
-                if self.stop_training:
-                    break
+            with stop:
+                for epoch in range(initial_epoch, epochs):
+                    self._fit_epoch(epoch, epochs, train, validation, cache, history, callbacks,
+                                    verbose, stop)
+                    if self.stop_training:
+                        break
         except KeyboardInterrupt:
             print(f"\ninterrupted: training stopped after {len(history.epoch)} finished "
                   f"epoch(s); returning their history", flush=True)
@@ -464,6 +503,27 @@ class Sequential(Layer):
         for callback in callbacks:
             callback.on_train_end()
         return history
+
+    def _fit_epoch(self, epoch, epochs, train, validation, cache, history, callbacks, verbose,
+                   stop):
+        progress = Progress(train.steps, verbose, desc=f"Epoch {epoch + 1}/{epochs}")
+        sums: dict = {}
+        for step, (xb, yb) in enumerate(train.epoch()):
+            where = f" at epoch {epoch + 1}, step {step + 1}"
+            _accumulate(sums, self._train_step(xb, yb, where))
+            progress.update(_means(sums))
+            stop.check()
+        logs = _means(sums)
+        if validation is not None:
+            val_logs = cache.evaluate(self, validation) if cache else None
+            if val_logs is None:
+                val_logs = self._evaluate_batches(validation, verbose=0, stop=stop)
+            logs.update({f"val_{k}": v for k, v in val_logs.items()})
+        stop.check()
+        history.append(epoch, logs)
+        progress.close(logs)
+        for callback in callbacks:
+            callback.on_epoch_end(epoch, logs)
 
     def _validation_cache(self, validation_cache, validation):
         if validation_cache is None or validation_cache is False:
@@ -497,7 +557,7 @@ class Sequential(Layer):
         return _ArrayBatches(self, x, y, _check_batch_size(batch_size, self._label()), shuffle,
                              self._shuffle_rng, what, steps)
 
-    def _evaluate_batches(self, batches, verbose) -> dict:
+    def _evaluate_batches(self, batches, verbose, stop=None) -> dict:
         progress = Progress(batches.steps, verbose if batches.steps > 1 else 0, desc="evaluate")
         sums: dict = {}
         for xb, yb in batches.epoch():
@@ -505,6 +565,8 @@ class Sequential(Layer):
             loss, _, _ = self._loss_and_grad(yb, out)
             _accumulate(sums, self._step_metrics(yb, out, loss))
             progress.update(_means(sums))
+            if stop is not None:
+                stop.check()
         logs = _means(sums)
         progress.close(logs)
         return logs
@@ -732,6 +794,41 @@ class _IteratorBatches:
     def index_batches(self):
         """The sample indices of this epoch's batches; moves the iterator as epoch() does."""
         return self.iterator.advance(self.steps)
+
+
+class _StopBetweenSteps:
+    """While fit runs: Ctrl-C (SIGINT) or SIGTERM stops training at the end of the step in
+    progress, by a KeyboardInterrupt raised from here, between two steps. Raised inside a
+    kernel instead (Python's own handler), it could surface as another error from deep in
+    Numba or BLAS; a second signal still interrupts at once. Outside the main thread (where
+    handlers cannot be set) signals keep their usual effect."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.received = None
+        self._previous = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for signum in self.SIGNALS:
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for signum, handler in self._previous.items():
+            with contextlib.suppress(ValueError, TypeError):
+                signal.signal(signum, handler)
+        return False
+
+    def _handle(self, signum, frame):
+        if self.received is not None:
+            raise KeyboardInterrupt(f"signal {signum}, twice")
+        self.received = signum
+
+    def check(self):
+        if self.received is not None:
+            raise KeyboardInterrupt(f"signal {self.received}")
 
 
 def _split_batch(batch):

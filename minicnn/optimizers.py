@@ -26,6 +26,8 @@ momentum and velocity).
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from minicnn.kernels import rmsprop_update
@@ -33,14 +35,27 @@ from minicnn.kernels import rmsprop_update
 _NO_SLOT = np.empty(0)
 
 
+def _number(owner, name, value, low, high, high_included=False) -> float:
+    """value as a float in [low, high) (or [low, high]); else an error naming it."""
+    ok = (not isinstance(value, bool) and isinstance(value, (int, float, np.floating))
+          and math.isfinite(value) and low <= value and (value <= high if high_included
+                                                          else value < high))
+    if not ok:
+        bound = "]" if high_included else ")"
+        raise ValueError(f"{owner}: {name} must be a number in [{low}, {high}{bound}; received "
+                         f"{value!r}")
+    return float(value)
+
+
 class Optimizer:
     name = "optimizer"
     slot_names: tuple = ()
 
     def __init__(self, learning_rate=0.001):
-        if not isinstance(learning_rate, (int, float)) or learning_rate <= 0:
-            raise ValueError(f"{type(self).__name__}: learning_rate must be a positive number; "
-                             f"received {learning_rate!r}")
+        if isinstance(learning_rate, bool) or not isinstance(learning_rate, (int, float)) \
+                or not math.isfinite(learning_rate) or learning_rate <= 0:
+            raise ValueError(f"{type(self).__name__}: learning_rate must be a positive finite "
+                             f"number; received {learning_rate!r}")
         self.learning_rate = float(learning_rate)
         self.iterations = 0
         self._slots: dict[int, tuple[np.ndarray, dict]] = {}
@@ -139,9 +154,9 @@ class RMSprop(Optimizer):
     def __init__(self, learning_rate=0.001, rho=0.9, epsilon=1e-7, momentum=0.0,
                  epsilon_inside_sqrt=True):
         super().__init__(learning_rate)
-        self.rho = float(rho)
-        self.epsilon = float(epsilon)
-        self.momentum = float(momentum)
+        self.rho = _number("RMSprop", "rho", rho, 0, 1)
+        self.epsilon = _number("RMSprop", "epsilon", epsilon, 0, 1)
+        self.momentum = _number("RMSprop", "momentum", momentum, 0, 1)
         self.epsilon_inside_sqrt = bool(epsilon_inside_sqrt)
         self.slot_names = ("velocity", "momentum") if self.momentum > 0 else ("velocity",)
 
@@ -163,9 +178,7 @@ class SGD(Optimizer):
 
     def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False):
         super().__init__(learning_rate)
-        if not 0 <= momentum <= 1:
-            raise ValueError(f"SGD: momentum must be in [0, 1]; received {momentum!r}")
-        self.momentum = float(momentum)
+        self.momentum = _number("SGD", "momentum", momentum, 0, 1, high_included=True)
         self.nesterov = bool(nesterov)
         self.slot_names = ("momentum",) if self.momentum > 0 else ()
 
@@ -194,7 +207,9 @@ class Adam(Optimizer):
 
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7):
         super().__init__(learning_rate)
-        self.beta_1, self.beta_2, self.epsilon = float(beta_1), float(beta_2), float(epsilon)
+        self.beta_1 = _number("Adam", "beta_1", beta_1, 0, 1)
+        self.beta_2 = _number("Adam", "beta_2", beta_2, 0, 1)
+        self.epsilon = _number("Adam", "epsilon", epsilon, 0, 1)
 
     def update(self, w, g, slots):
         t = self.iterations
