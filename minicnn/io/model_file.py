@@ -41,6 +41,10 @@ Writing goes through a temporary file renamed into place (minicnn.atomic): a fai
 interrupted save leaves the previous file as it was. The bytes are repeatable (no
 timestamps, the oldest HDF5 object format), as for weight files.
 
+A path ending in `.keras` is written as Keras 3's native archive instead, and a zip file
+is read as one (minicnn.io.keras_archive): that format keeps the optimizer's state for
+Keras too.
+
 The code is split by what it reads and writes: minicnn.io.architecture (model_config),
 minicnn.io.training_state (training_config, optimizer_weights, the minicnn attribute),
 minicnn.io.hdf5 (the weights), minicnn.io.keras_compat (Keras's encodings); this module
@@ -50,11 +54,10 @@ from __future__ import annotations
 
 import json
 import os
-import zipfile
 
 import numpy as np
 
-from minicnn.io import hdf5
+from minicnn.io import hdf5, keras_archive
 from minicnn.io.architecture import (
     MODEL_CLASSES,
     InputNames,
@@ -94,6 +97,8 @@ def save_model(model, path, include_optimizer=True, overwrite=True) -> str:
                         f"{type(model).__name__}")
     if not overwrite and os.path.exists(path):
         raise FileExistsError(f"save_model: {path} exists and overwrite=False")
+    if path.endswith(".keras"):                 # Keras 3's native format, as model.save
+        return keras_archive.save_keras(model, path, include_optimizer=include_optimizer)
     config = model_entry(model, InputNames(model))
     compiled = include_optimizer and model.optimizer is not None and model.loss is not None
     metadata = {"keras_version": KERAS_VERSION, "backend": BACKEND, "model_config": config}
@@ -104,8 +109,6 @@ def save_model(model, path, include_optimizer=True, overwrite=True) -> str:
                      for layer in model.layers]
     optimizer_weights = optimizer_entries(model) if compiled else None
 
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
     with atomic_path(path) as tmp:
         import h5py
 
@@ -136,11 +139,8 @@ def _check_file(path) -> None:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"model file {path} does not exist")
     if not h5py.is_hdf5(path):
-        if zipfile.is_zipfile(path):
-            raise ValueError(f"{path} is a zip archive (Keras 3's native .keras format?), not "
-                             f"an HDF5 file; minicnn reads Keras .h5 model files: in Keras, "
-                             f"save with model.save('model.h5')")
-        raise ValueError(f"{path} is not an HDF5 file, so not a Keras .h5 model file")
+        raise ValueError(f"{path} is neither an HDF5 file nor a zip archive, so neither a "
+                         f"Keras .h5 model file nor a .keras archive")
 
 
 def _json_attribute(f, key, path):
@@ -153,9 +153,7 @@ def _json_attribute(f, key, path):
 
 def _read(path, compile: bool):
     """(model_config, training_config, extras, keras_version, optimizer weights) of a file."""
-    import h5py
-
-    with h5py.File(path, "r") as f:
+    with hdf5.reading(path, "Keras .h5 model file") as f:
         if "model_config" not in f.attrs:
             if hdf5._has_attribute(f, "layer_names"):
                 raise ValueError(
@@ -196,6 +194,8 @@ def load_model(path, compile=True) -> Sequential:
     stopped (exactly, for minicnn's files).
     """
     path = os.fspath(path)
+    if os.path.isfile(path) and keras_archive.is_keras_archive(path):
+        return keras_archive.load_keras(path, compile=compile)
     _check_file(path)
     model_config, training_config, extras, keras_version, optimizer_weights = \
         _read(path, compile)
