@@ -5,7 +5,7 @@
         shuffled epoch) bit for bit; nested models; uncompiled files; repeatable bytes
     the file's layout: attributes, model_weights, Keras's optimizer variable names and order
     an interrupted save leaves the previous file intact
-    bad input: missing, not HDF5, a .keras zip, a weights file, HDF5 without a model, a layer
+    bad input: missing, not HDF5, a zip without a model's entries, a weights file, HDF5 without a model, a layer
         class minicnn lacks, options it cannot compute, weights of the wrong shape, an unknown
         optimizer, an unbuilt model: clear errors, files unchanged
     with Keras (TensorFlow backend): minicnn's files open in keras.models.load_model and
@@ -297,14 +297,14 @@ def test_bad_files_give_clear_errors_and_stay_unchanged(tmp_path):
 
     text = tmp_path / "notes.h5"
     text.write_text("not a model")
-    with pytest.raises(ValueError, match="not an HDF5 file"):
+    with pytest.raises(ValueError, match="neither an HDF5 file nor a zip archive"):
         load_model(text)
     assert text.read_text() == "not a model"
 
     archive = tmp_path / "model.keras"
     with zipfile.ZipFile(archive, "w") as z:
         z.writestr("config.json", "{}")
-    with pytest.raises(ValueError, match=r"\.keras format"):
+    with pytest.raises(ValueError, match=r"\.keras archive holds .*no model\.weights\.h5"):
         load_model(archive)
 
     model = _small_cnn()
