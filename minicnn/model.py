@@ -116,8 +116,10 @@ class Sequential(Layer):
             self.build((None,) + x.shape[1:])
         if x.ndim != len(self.input_shape) or x.shape[1:] != tuple(self.input_shape[1:]):
             expected = format_shape(("N",) + tuple(self.input_shape[1:])).replace("'", "")
-            raise ValueError(f"{self._label()}: expected input of shape {expected}; "
-                             f"received {x.shape}")
+            first = self.leaf_layers()[0]
+            raise ValueError(f"{self._label()}: expected input of shape {expected} (what its "
+                             f"first layer '{first.name}' ({type(first).__name__}) was built "
+                             f"for); received {x.shape}")
 
     def leaf_layers(self) -> list:
         """The model's layers in order, nested models (a conv base) opened up."""

@@ -221,6 +221,11 @@ def test_keras_files_load_exactly_or_name_what_minicnn_lacks(tmp_path, case):
                                model.predict_on_batch(x), rtol=1e-5, atol=1e-6)
 
 
+def test_a_save_into_a_missing_folder_makes_it(tmp_path):
+    path = save_model(_small(), tmp_path / "new" / "deeper" / "model.h5")
+    assert load_model(path).count_params() == _small().count_params()
+
+
 def test_a_save_with_a_file_in_the_way_names_it_and_leaves_the_file(tmp_path):
     blocker = tmp_path / "notes"
     blocker.write_text("keep me")
@@ -359,7 +364,8 @@ TRAINING = {       # name -> (fit arguments, error type, message)
     "steps_per_epoch 0": (dict(x=X, y=Y, steps_per_epoch=0), ValueError,
                           "`steps_per_epoch` must be a positive int"),
     "an input of another size": (dict(x=np.zeros((10, 9, 8, 3)), y=Y), ValueError,
-                                 r"expected input of shape \(N, 8, 8, 3\); received \(10, 9, 8, 3\)"),
+                                 r"expected input of shape \(N, 8, 8, 3\) \(what its first "
+                                 r"layer 'conv2d' \(Conv2D\) was built for\); received \(10, 9, 8, 3\)"),
     "one channel instead of three": (dict(x=np.zeros((10, 8, 8, 1)), y=Y), ValueError,
                                      r"received \(10, 8, 8, 1\)"),
     "no channel axis": (dict(x=np.zeros((10, 8, 8)), y=Y), ValueError, r"received \(10, 8, 8\)"),

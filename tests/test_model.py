@@ -323,7 +323,7 @@ def test_sigmoid_output_loss_is_computed_from_logits():
 
 def test_wrong_input_shape_names_the_layer():
     model = lecture.cnn()
-    with pytest.raises(ValueError, match=r"expected input of shape \(N, 150, 150, 3\); received \(2, 150, 150\)"):
+    with pytest.raises(ValueError, match=r"expected input of shape \(N, 150, 150, 3\) \(what its first layer .conv2d. \(Conv2D\) was built for\); received \(2, 150, 150\)"):
         model.predict(np.zeros((2, 150, 150)))
     conv = layers.Conv2D(4, 3)
     with pytest.raises(ValueError, match=r"Conv2D 'conv2d_\d+'.*rank 4"):
