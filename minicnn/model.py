@@ -346,7 +346,7 @@ class Sequential(Layer):
         if y.dtype.kind not in "biuf":
             raise ValueError(f"{self._label()}: `{what}` must hold numbers (0/1 labels for "
                              f"binary cross-entropy); received an array of dtype {y.dtype}")
-        y = y.astype(self.layers[-1].dtype, copy=False)
+        y = y.astype(self.leaf_layers()[-1].dtype, copy=False)
         if isinstance(self.loss, losses.BinaryCrossentropy) and y.size \
                 and not (y.min() >= 0 and y.max() <= 1):
             # Keras trains on such labels too; the loss is then no cross-entropy.
@@ -362,7 +362,7 @@ class Sequential(Layer):
             raise ValueError(f"{self._label()}: `{what}` must be an array of samples; "
                              f"received a scalar")
         self._ensure_built(x)
-        x = x.astype(self.layers[0].dtype, copy=False)
+        x = x.astype(self.leaf_layers()[0].dtype, copy=False)
         if y is None:
             return x, None
         y = np.asarray(y)
@@ -597,7 +597,7 @@ class Sequential(Layer):
             progress.update({})
         progress.close({})
         if not outputs:
-            return np.empty((0,) + tuple(self.output_shape[1:]), dtype=self.layers[-1].dtype)
+            return np.empty((0,) + tuple(self.output_shape[1:]), dtype=self.leaf_layers()[-1].dtype)
         return np.concatenate(outputs)
 
     def predict_generator(self, generator, steps=None, verbose=0):

@@ -29,6 +29,7 @@ LEVELS = {
     "minicnn.model": 3, "minicnn.validation_cache": 3,
     "minicnn.io": 4, "minicnn.preprocessing": 4, "minicnn.applications": 4,
     "minicnn.flows": 5, "minicnn.whole_lecture": 5, "minicnn.profile": 5,
+    "minicnn.visualize": 5,
     "minicnn.cli": 6, "minicnn.__main__": 6, "minicnn": 6,
 }
 NAMES = ["kernels", "support", "layers", "models", "io, preprocessing, applications",

@@ -123,7 +123,9 @@ class Dropout(Layer):
         x = self._check_input(x)
         keep_cache = training if keep_cache is None else keep_cache
         if not training:
-            self._cache = None
+            # The identity; kept for a backward when asked (an input gradient at inference,
+            # minicnn.visualize), whose derivative is the identity too.
+            self._cache = 1.0 if keep_cache else None
             return x
         if self.rng is None:
             self.rng = np.random.default_rng()
