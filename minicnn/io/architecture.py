@@ -190,6 +190,15 @@ def unsupported_layers(entry, found: list) -> list:
     return found
 
 
+def check_readable(entry, ctx) -> None:
+    """An error naming every layer of a model config that minicnn does not have."""
+    unsupported = unsupported_layers(entry, [])
+    if unsupported:
+        listed = ", ".join(f"'{name}' ({class_name})" for name, class_name in unsupported)
+        raise ctx.error(f"the model has layers minicnn does not have: {listed}; minicnn "
+                        f"supports {supported_classes()}")
+
+
 def _readable(class_name) -> bool:
     """A layer config minicnn reads: a registered class with a Keras config reader."""
     name = _LAYER_ALIASES.get(class_name, class_name)

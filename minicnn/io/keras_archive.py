@@ -46,10 +46,9 @@ from minicnn.io import hdf5
 from minicnn.io.architecture import (
     MODEL_CLASSES,
     InputNames,
+    check_readable,
     model_entry,
     model_from_entry,
-    supported_classes,
-    unsupported_layers,
 )
 from minicnn.io.keras_compat import KERAS_VERSION, Context
 from minicnn.io.training_state import (
@@ -230,11 +229,7 @@ def load_keras(path, compile=True) -> Sequential:
             or not isinstance(config.get("config"), dict):
         raise ctx.error(f"{CONFIG} does not hold a Sequential or functional model (class "
                         f"{config.get('class_name') if isinstance(config, dict) else None!r})")
-    unsupported = unsupported_layers(config, [])
-    if unsupported:
-        listed = ", ".join(f"'{name}' ({class_name})" for name, class_name in unsupported)
-        raise ctx.error(f"the model has layers minicnn does not have: {listed}; minicnn "
-                        f"supports {supported_classes()}")
+    check_readable(config, ctx)
     model = model_from_entry(config, ctx, seed=extras.get("seed"))
     if not model.built:
         shape = (config.get("build_config") or {}).get("input_shape")

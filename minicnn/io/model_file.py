@@ -61,10 +61,9 @@ from minicnn.io import hdf5, keras_archive
 from minicnn.io.architecture import (
     MODEL_CLASSES,
     InputNames,
+    check_readable,
     model_entry,
     model_from_entry,
-    supported_classes,
-    unsupported_layers,
 )
 from minicnn.atomic import atomic_path
 from minicnn.io.keras_compat import BACKEND, KERAS_VERSION, Context
@@ -205,11 +204,7 @@ def load_model(path, compile=True) -> Sequential:
     if model_config.get("class_name") not in MODEL_CLASSES:
         raise ctx.error(f"the file holds a {model_config.get('class_name')!r}; minicnn reads "
                         f"Sequential models and functional models that are a chain of layers")
-    unsupported = unsupported_layers(model_config, [])
-    if unsupported:
-        listed = ", ".join(f"'{name}' ({class_name})" for name, class_name in unsupported)
-        raise ctx.error(f"the model has layers minicnn does not have: {listed}; minicnn "
-                        f"supports {supported_classes()}")
+    check_readable(model_config, ctx)
     model = model_from_entry(model_config, ctx, seed=extras.get("seed"))
     if not model.built:
         raise ctx.error("the model config gives no input shape (no InputLayer, "
