@@ -24,6 +24,25 @@ def _pyplot():
     return plt
 
 
+def colormap(name: str):
+    """matplotlib's colormap called name ('jet', 'viridis'): maps values in [0, 1] to RGBA."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise ImportError(MISSING_MATPLOTLIB) from None
+    return matplotlib.colormaps[name]
+
+
+def save_image(array, path) -> str:
+    """A uint8 picture, (H, W) grayscale or (H, W, 3) RGB, written as PNG under a temporary
+    name and renamed into place (Pillow; no matplotlib needed)."""
+    from PIL import Image
+
+    with atomic_path(path) as tmp:
+        Image.fromarray(array).save(tmp, format="PNG")
+    return os.fspath(path)
+
+
 def _save(plt, fig, path) -> str:
     """Write the figure as PNG under a temporary name, rename it into place, close it."""
     try:
