@@ -10,6 +10,8 @@
     minicnn features extract --data DIR [--out NPZ]      VGG16 conv-base features of a split
     minicnn weights vgg16 [--from FILE] [--dest DIR]     get and check the ImageNet VGG16 base
     minicnn profile [MODEL] [--mode train|predict|both]  where a step's time goes, per layer
+    minicnn export MODEL OUT.keras                       a model file as Keras 3's archive
+    minicnn visualize activations|filters|heatmap|saliency    what a convnet learned
 """
 from __future__ import annotations
 
@@ -279,6 +281,205 @@ def cmd_export(args) -> int:
     return 0
 
 
+def _image_for(model, path, resize: bool, rescale: float):
+    """(the photo at its own size, uint8-range floats (H, W, C); the model's input, rescaled).
+    A photo of another size than the model's is resized only when asked."""
+    from minicnn.preprocessing.image import img_to_array, load_img
+
+    _, h, w, c = model.input_shape
+    image = load_img(path, color_mode="grayscale" if c == 1 else "rgb")
+    if image.size != (w, h):
+        if not resize:
+            raise ValueError(f"{path}: the image is {image.size[0]}x{image.size[1]} (width x "
+                             f"height); the model takes {w}x{h}; pass --resize to resize it")
+        image = load_img(path, target_size=(h, w), color_mode="grayscale" if c == 1 else "rgb",
+                         interpolation="bilinear")
+        return img_to_array(load_img(path, color_mode="grayscale" if c == 1 else "rgb")), \
+            img_to_array(image) * rescale
+    photo = img_to_array(image)
+    return photo, photo * rescale
+
+
+def _score_line(model, x) -> str:
+    from minicnn import visualize
+
+    z = float(visualize.logit(model, x)[0])
+    if model.output_activation == "sigmoid":
+        return f"score (logit) {z:+.4f}, sigmoid {1 / (1 + np.exp(-z)):.4f}"
+    return f"output[0] {z:.4f}"
+
+
+def _visualize_model(path):
+    from minicnn.io.model_file import load_model
+
+    return load_model(path, compile=False)
+
+
+def cmd_visualize_activations(args) -> int:
+    from minicnn import visualize
+    from minicnn.plotting import colormap, save_image
+
+    model = _visualize_model(args.model)
+    _, x = _image_for(model, args.image, args.resize, args.rescale)
+    names = args.layers or [layer.name for layer in model.leaf_layers()
+                            if len(layer.output_shape) == 4]
+    acts = visualize.activations(model, x, names)
+    viridis = colormap("viridis")
+    os.makedirs(args.out, exist_ok=True)
+    for i, (name, a) in enumerate(acts.items()):
+        if a.ndim != 4:
+            raise ValueError(f"layer {name!r} outputs {a.shape[1:]}, not feature maps "
+                             f"(H, W, C); choose conv or pooling layers with --layers")
+        grid = visualize.activation_image(a[0])
+        path = os.path.join(args.out, f"{i:02d}_{name}.png")
+        save_image((viridis(grid)[..., :3] * 255).astype(np.uint8), path)
+        print(f"wrote {path}: {name}, {a.shape[3]} channels of {a.shape[1]}x{a.shape[2]}")
+    return 0
+
+
+def cmd_visualize_filters(args) -> int:
+    from minicnn import visualize
+    from minicnn.plotting import save_image
+
+    if args.model:
+        model = _visualize_model(args.model)
+    else:
+        from minicnn.applications import VGG16
+        model = VGG16(weights="imagenet", include_top=False,
+                      input_shape=(args.size, args.size, 3))
+    size = None if args.model else args.size
+    os.makedirs(args.out, exist_ok=True)
+    for name in args.layers:
+        patterns = visualize.filter_patterns(model, name, args.filters, steps=args.steps,
+                                             step_size=args.step_size, size=size,
+                                             seed=args.seed, verbose=1)
+        path = os.path.join(args.out, f"{name}.png")
+        save_image(visualize.pattern_grid(patterns), path)
+        print(f"wrote {path}: filters 0-{args.filters - 1} of {name}")
+    return 0
+
+
+def cmd_visualize_heatmap(args) -> int:
+    from minicnn import visualize
+    from minicnn.layers import Conv2D
+    from minicnn.plotting import save_image
+
+    model = _visualize_model(args.model)
+    photo, x = _image_for(model, args.image, args.resize, args.rescale)
+    layer = args.layer
+    if layer is None:
+        convs = [leaf.name for leaf in model.leaf_layers() if isinstance(leaf, Conv2D)]
+        if not convs:
+            raise ValueError(f"{args.model}: the model has no Conv2D layer for Grad-CAM")
+        layer = convs[-1]
+    one_sigmoid = model.output_shape[-1] == 1 and model.output_activation == "sigmoid"
+    z = float(visualize.logit(model, x)[0])
+    chosen = args.cls if args.cls != "predicted" else ("1" if z >= 0 or not one_sigmoid
+                                                       else "0")
+    cam = visualize.grad_cam(model, x, layer, class_index=int(chosen))[0]
+    if photo.shape[-1] == 1:
+        photo = np.repeat(photo, 3, axis=-1)
+    save_image(visualize.heatmap_overlay(photo, cam, alpha=args.alpha), args.out)
+    towards = f"class {chosen} ({'dogs' if chosen == '1' else 'cats'} in the lecture's " \
+              f"folders)" if one_sigmoid else "output 0"
+    print(f"wrote {args.out}: Grad-CAM at {layer} ({cam.shape[0]}x{cam.shape[1]}) towards "
+          f"{towards}; {_score_line(model, x)}")
+    return 0
+
+
+def cmd_visualize_saliency(args) -> int:
+    from minicnn import visualize
+    from minicnn.plotting import save_image
+
+    model = _visualize_model(args.model)
+    _, x = _image_for(model, args.image, args.resize, args.rescale)
+    save_image(visualize.saliency_image(visualize.saliency(model, x)[0]), args.out)
+    print(f"wrote {args.out}: |d score / d pixel|, max over channels; {_score_line(model, x)}")
+    return 0
+
+
+def _fraction(text: str) -> float:
+    """'1/255' or '0.5' as a float."""
+    from fractions import Fraction
+
+    try:
+        return float(Fraction(text))
+    except (ValueError, ZeroDivisionError):
+        raise argparse.ArgumentTypeError(f"expected a number such as 1/255 or 0.5; "
+                                         f"received {text!r}") from None
+
+
+def _add_visualize(sub) -> None:
+    visualize = sub.add_parser(
+        "visualize", help="what a convnet learned: activations, filters, heatmaps, saliency",
+        description="Pictures of what a model learned, by its own forward and backward "
+                    "(minicnn.visualize; the book's chapter 5.4).")
+    vsub = visualize.add_subparsers(dest="visualize_command", required=True,
+                                    metavar="SUBCOMMAND")
+
+    def photo_args(p):
+        p.add_argument("model", metavar="MODEL", help="a model file (.h5 or .keras)")
+        p.add_argument("image", metavar="IMAGE", help="an image file")
+        p.add_argument("--resize", action="store_true",
+                       help="resize an image of another size to the model's (bilinear)")
+        p.add_argument("--rescale", type=_fraction, default=1 / 255, metavar="R",
+                       help="multiply the pixels (0-255) by R, as the model was trained "
+                            "(default 1/255, the lecture's)")
+
+    p = vsub.add_parser("activations", help="each layer's feature maps for one image, as grids",
+                        description="Run IMAGE through MODEL and write one PNG per layer: "
+                                    "its channels side by side, 16 per row, each "
+                                    "standardized on its own (viridis colours).")
+    photo_args(p)
+    p.add_argument("--layers", nargs="+", metavar="NAME",
+                   help="the layers (default: every layer with feature maps, conv and pooling)")
+    p.add_argument("--out", default="activations", help="folder to write (default activations)")
+    p.set_defaults(func=cmd_visualize_activations)
+
+    p = vsub.add_parser("filters", help="the input patterns that excite filters most",
+                        description="Gradient ascent on the input from gray noise, the "
+                                    "gradient normalized by its RMS, for filters 0..F-1 of "
+                                    "each layer; one PNG per layer. Without --model, VGG16 "
+                                    "with the ImageNet weights.")
+    p.add_argument("--model", help="a model file (default: the ImageNet VGG16 conv base)")
+    p.add_argument("--layers", nargs="+", metavar="NAME",
+                   default=["block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1"],
+                   help="the layers (default block1_conv1 block2_conv1 block3_conv1 "
+                        "block4_conv1)")
+    p.add_argument("--filters", type=_positive_int, default=8, metavar="F",
+                   help="filters 0..F-1 of each layer (default 8)")
+    p.add_argument("--steps", type=_positive_int, default=40, help="ascent steps (default 40)")
+    p.add_argument("--step-size", type=float, default=1.0, help="step size (default 1.0)")
+    p.add_argument("--size", type=_positive_int, default=150,
+                   help="the patterns' height and width for VGG16 (default 150)")
+    p.add_argument("--seed", type=_seed, default=0, help="seed of the gray noise (default 0)")
+    p.add_argument("--out", default="filters", help="folder to write (default filters)")
+    p.set_defaults(func=cmd_visualize_filters)
+
+    p = vsub.add_parser("heatmap", help="Grad-CAM: where in the photo the class score comes from",
+                        description="The class activation heatmap (Grad-CAM) at a "
+                                    "convolution's output, over the photo (jet colours).")
+    photo_args(p)
+    p.add_argument("--layer", metavar="NAME",
+                   help="the conv layer (default: the model's last Conv2D, block5_conv3 "
+                        "in a VGG16 base)")
+    p.add_argument("--class", dest="cls", choices=["predicted", "0", "1"], default="predicted",
+                   help="for a one-unit sigmoid model, the class whose evidence to show: 1 "
+                        "(the unit's, dogs in the lecture), 0 (the other, cats: score -z) or "
+                        "the predicted one (default)")
+    p.add_argument("--alpha", type=float, default=0.4,
+                   help="the heatmap's opacity over the photo (default 0.4)")
+    p.add_argument("--out", default="heatmap.png", help="PNG to write (default heatmap.png)")
+    p.set_defaults(func=cmd_visualize_heatmap)
+
+    p = vsub.add_parser("saliency", help="how much each pixel moves the class score",
+                        description="|d score / d pixel|, the largest over the colour "
+                                    "channels, as a grayscale PNG (white: most sensitive).")
+    photo_args(p)
+    p.add_argument("--out", default="saliency.png", help="PNG to write (default saliency.png)")
+    p.set_defaults(func=cmd_visualize_saliency)
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -489,6 +690,8 @@ a table of the five flows against the book (OUT/lecture.json) and their validati
     p.add_argument("--no-optimizer", action="store_true",
                    help="leave out the training configuration and the optimizer state")
     p.set_defaults(func=cmd_export)
+
+    _add_visualize(sub)
 
     data = sub.add_parser("data", help="prepare and look at the image data",
                           description="The lecture's data tools.")

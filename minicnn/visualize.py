@@ -27,6 +27,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from minicnn.layers import Conv2D
 
@@ -193,7 +194,7 @@ def activations(model, x, layer_names=None) -> dict:
     return {name: outs[i] for name, i in wanted}
 
 
-def grad_cam(model, x, layer_name, output_index=0) -> np.ndarray:
+def grad_cam(model, x, layer_name, output_index=0, class_index=1) -> np.ndarray:
     """The class activation heatmap of Selvaraju et al. (2017) at a convolution's output.
 
     A = the output of layer_name, (N, H_A, W_A, C_A); G = d(score)/dA by the backward from
@@ -203,7 +204,9 @@ def grad_cam(model, x, layer_name, output_index=0) -> np.ndarray:
         cam[n]  = ReLU(sum over c of w[n, c] A[n, :, :, c]) / its maximum   (all zero stays 0)
 
     Returns cam, (N, H_A, W_A), in [0, 1]. layer_name may be inside a nested model
-    ('block5_conv3' inside 'vgg16')."""
+    ('block5_conv3' inside 'vgg16'). class_index: for a model whose output is one sigmoid
+    unit, 1 (its own class: the score z, e.g. 'dog') or 0 (the other class, whose score is
+    -z: log(p / (1 - p)) = z), so that G and w change sign; for other outputs it must be 1."""
     x = _batch(model, x, "grad_cam")
     output_index = _check_output_index(model, output_index, "grad_cam")
     leaves = _leaves(model)
@@ -215,6 +218,11 @@ def grad_cam(model, x, layer_name, output_index=0) -> np.ndarray:
         raise ValueError(f"grad_cam: layer {layer_name!r} of {model._label()} is a {kind}, "
                          f"not a convolution; Grad-CAM weighs a convolution's output "
                          f"channels; the model's Conv2D layers are {convs}")
+    one_sigmoid = model.output_shape[-1] == 1 and model.output_activation == "sigmoid"
+    if class_index not in ((0, 1) if one_sigmoid else (1,)) or isinstance(class_index, bool):
+        raise ValueError(f"grad_cam: class_index must be 0 or 1 for a model with one "
+                         f"sigmoid unit, and 1 (output_index chooses) for others; received "
+                         f"{class_index!r}")
     if k == len(leaves) - 1:
         raise ValueError(f"grad_cam: layer {layer_name!r} is the model's output; Grad-CAM "
                          f"needs the layers that turn its output into the score")
@@ -222,14 +230,14 @@ def grad_cam(model, x, layer_name, output_index=0) -> np.ndarray:
         outs = _forward(leaves, x, len(leaves) - 1, keep_cache=True)
         a = outs[k]
         g = _scores_backward(leaves, outs[-1], output_index, down_to=k + 1)
-    weights = g.mean(axis=(1, 2))                                  # (N, C_A)
+    weights = g.mean(axis=(1, 2)) * (1 if class_index == 1 else -1)          # (N, C_A)
     cam = np.maximum(np.einsum("nijc,nc->nij", a, weights), 0)
     peak = cam.max(axis=(1, 2), keepdims=True)
     return np.divide(cam, peak, out=np.zeros_like(cam), where=peak > 0)
 
 
 def filter_patterns(model, layer_name, filters, steps=40, step_size=1.0, size=None,
-                    seed=0) -> np.ndarray:
+                    seed=0, verbose=0) -> np.ndarray:
     """The input that maximizes each filter's mean activation, by gradient ascent on the input.
 
     For filter f of layer_name's output A: loss(x) = mean over (i, j) of A[0, i, j, f].
@@ -241,7 +249,8 @@ def filter_patterns(model, layer_name, filters, steps=40, step_size=1.0, size=No
     the gradient normalized by its RMS, as in the book. All filters ascend together, one
     image each. filters: an int F (filters 0..F-1) or a list of indices. size: the images'
     height and width, the model's own (None) or equal to it. Returns the inputs,
-    (F, S, S, C) in the first layer's dtype; pattern_image makes them viewable."""
+    (F, S, S, C) in the first layer's dtype; pattern_image makes them viewable. verbose=1
+    draws a progress bar over the steps."""
     leaves = _leaves(model)
     k = _layer_index(model, layer_name, "filter_patterns")
     if not model.built:
@@ -275,12 +284,15 @@ def filter_patterns(model, layer_name, filters, steps=40, step_size=1.0, size=No
     x = (rng.random((len(filters), h, w, c)) * 20 + 128).astype(dtype)
     g_a = np.zeros((len(filters),) + tuple(out_shape[1:]), dtype=dtype)
     g_a[np.arange(len(filters)), :, :, filters] = 1 / (out_shape[1] * out_shape[2])
-    with _frozen(leaves):
+    bar = tqdm(total=int(steps), desc=f"{layer_name}, {len(filters)} filters", unit="step",
+               disable=not verbose, leave=True)
+    with _frozen(leaves), bar:
         for _ in range(int(steps)):
             _forward(leaves, x, k, keep_cache=True)
             g = _backward(leaves, g_a, k, down_to=0)
             rms = np.sqrt(np.mean(np.square(g, dtype=np.float64), axis=(1, 2, 3)))
             x = x + (step_size / (rms + 1e-5)).astype(dtype)[:, None, None, None] * g
+            bar.update()
     return x
 
 
@@ -325,10 +337,11 @@ def pattern_grid(patterns, margin=5) -> np.ndarray:
     return grid
 
 
-def saliency_image(s) -> np.ndarray:
-    """A saliency map (H, W) as uint8 grayscale: 255 at its maximum, 0 where it is 0."""
+def saliency_image(s, percentile=99) -> np.ndarray:
+    """A saliency map (H, W) as uint8 grayscale: 0 where it is 0, 255 from its 99th
+    percentile up (a handful of the largest gradients would leave the rest black)."""
     s = np.asarray(s, dtype=np.float64)
-    peak = s.max()
+    peak = np.percentile(s, percentile)
     return (np.clip(s / peak if peak > 0 else s * 0, 0, 1) * 255).astype(np.uint8)
 
 
