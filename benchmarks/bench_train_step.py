@@ -27,6 +27,8 @@ The frameworks:
     minicnn-numpy-first  minicnn imported after NumPy, as a notebook does
     minicnn-torch-first  minicnn imported after PyTorch (which brings its own OpenMP
                        runtime); skipped when torch is not installed
+    minicnn-keras-first  minicnn imported after Keras (TensorFlow and its thread pools
+                       loaded in the same process)
     keras-onednn-off   Keras 3 on TensorFlow CPU, TF_ENABLE_ONEDNN_OPTS=0
     keras-onednn-on    Keras 3 on TensorFlow CPU, TF_ENABLE_ONEDNN_OPTS=1
     torch              PyTorch CPU, channels_last, torch.optim.RMSprop(alpha=0.9, eps=1e-7);

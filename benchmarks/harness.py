@@ -74,9 +74,11 @@ FRAMEWORKS = {                          # name -> (worker kind, extra environmen
     # minicnn with every convolution by im2col (Winograd's algorithm off): what it gains
     "minicnn-im2col": ("minicnn", {"BENCH_MINICNN_WINOGRAD": "off"}),
     # minicnn imported after another library, as in a notebook (minicnn.runtime's settings
-    # must survive it): NumPy first, PyTorch first (its own OpenMP runtime)
+    # must survive it): NumPy first, PyTorch first (its own OpenMP runtime), Keras first
+    # (TensorFlow's thread pools and oneDNN loaded in the same process)
     "minicnn-numpy-first": ("minicnn", {"BENCH_IMPORT_FIRST": "numpy"}),
     "minicnn-torch-first": ("minicnn", {"BENCH_IMPORT_FIRST": "torch"}),
+    "minicnn-keras-first": ("minicnn", {"BENCH_IMPORT_FIRST": "keras"}),
     "keras-onednn-off": ("keras", {"TF_ENABLE_ONEDNN_OPTS": "0"}),
     "keras-onednn-on": ("keras", {"TF_ENABLE_ONEDNN_OPTS": "1"}),
     "torch": ("torch", {}),
@@ -93,7 +95,7 @@ def import_minicnn_from_repo():
     """Make `import minicnn` find this checkout, installed or not, and import it before
     anything loads NumPy (Numba does): minicnn.runtime's thread settings must be in the
     environment when OpenBLAS starts. With BENCH_MINICNN_WINOGRAD=off (the minicnn-im2col
-    worker) turn Winograd's convolution off. With BENCH_IMPORT_FIRST=numpy|torch import
+    worker) turn Winograd's convolution off. With BENCH_IMPORT_FIRST=numpy|torch|keras import
     that library first, as a notebook would."""
     first = os.environ.get("BENCH_IMPORT_FIRST")
     if first:

@@ -109,10 +109,11 @@ def _weight_names(layer):
     return names
 
 
-def _float64_copy(layer, x):
+def _float64_copy(layer, x, seed):
     layer64 = copy.deepcopy(layer)
     if not layer64.built:
-        layer64.build((None,) + np.shape(x)[1:])
+        # weights drawn from the seed: the same check gives the same numbers every run
+        layer64.build((None,) + np.shape(x)[1:], rng=np.random.default_rng(seed))
     layer64.set_dtype(np.float64)
     return layer64
 
@@ -122,9 +123,10 @@ def check_layer(layer, x, dy=None, eps=DEFAULT_EPS, tolerance=DEFAULT_TOLERANCE,
     """Check backward() of any layer (or model) at input x against central differences.
 
     Works on a float64 copy; `layer` itself is left untouched. dy defaults to a random
-    normal upstream gradient drawn from `seed`.
+    normal upstream gradient drawn from `seed`; an unbuilt layer is built for x with its
+    weights drawn from `seed` too, so that a check is reproducible.
     """
-    layer = _float64_copy(layer, x)
+    layer = _float64_copy(layer, x, seed)
     x = np.array(x, dtype=np.float64)
     replay = _ReplayRandomness(layer)
     replay()
@@ -169,7 +171,7 @@ def check_model(model, x, y, eps=DEFAULT_EPS, tolerance=DEFAULT_TOLERANCE) -> Gr
     in training mode (dropout on, with its mask replayed), loss as in training."""
     if model.loss is None:
         raise RuntimeError("check_model: compile the model with a loss first")
-    model = _float64_copy(model, x)
+    model = _float64_copy(model, x, seed=0)
     x = np.array(x, dtype=np.float64)
     y = model._check_labels(y, len(x))
     replay = _ReplayRandomness(model)

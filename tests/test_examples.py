@@ -1,4 +1,5 @@
-"""The lecture's five flows in examples/ run end to end, on a few real photos.
+"""The lecture's five flows in examples/ run end to end, on a few real photos; the sixth
+script (what the convnet learned) draws its three figures.
 
 Each script runs as a subprocess, as a reader would run it, on tiny_split's copy of a few
 photos per class and split, for one epoch of one or two small batches, and must exit 0 and
@@ -44,7 +45,8 @@ def _history(path, epochs, accuracy):
 
 
 def test_every_flow_has_a_script():
-    assert sorted(p.name for p in EXAMPLES.glob("*.py")) == sorted(SCRIPTS)
+    assert sorted(p.name for p in EXAMPLES.glob("*.py")) == \
+        sorted(SCRIPTS + ["6_what_the_convnet_learned.py"])
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
@@ -109,3 +111,19 @@ def test_fine_tuning(data, tmp_path, imagenet_weights):
     _history(out / "history.json", 1, "accuracy")
     for name in ("history_head.png", "history.png", "test.json"):
         assert (out / name).is_file(), name
+
+
+def test_what_the_convnet_learned(tmp_path, imagenet_weights):
+    import minicnn as mc
+    from minicnn.applications import lecture
+    from PIL import Image
+
+    mc.clear_session()
+    lecture.cnn(seed=0).save(tmp_path / "cnn.h5")
+    out = tmp_path / "out"
+    stdout = _run("6_what_the_convnet_learned.py", "--cnn", tmp_path / "cnn.h5",
+                  "--filters", 2, "--steps", 2, "--size", 64, "--out", out, cwd=tmp_path)
+    for name in ("activations.png", "filters.png", "heatmaps.png"):
+        assert f"wrote {out / name}" in stdout
+        picture = Image.open(out / name)
+        assert min(picture.size) > 200, (name, picture.size)
