@@ -284,26 +284,27 @@ def cmd_export(args) -> int:
 def _image_for(model, path, resize: bool, rescale: float):
     """(the photo at its own size, uint8-range floats (H, W, C); the model's input, rescaled).
     A photo of another size than the model's is resized only when asked."""
+    from PIL import Image
+
     from minicnn.preprocessing.image import img_to_array, load_img
 
     _, h, w, c = model.input_shape
-    image = load_img(path, color_mode="grayscale" if c == 1 else "rgb")
-    if image.size != (w, h):
-        if not resize:
-            raise ValueError(f"{path}: the image is {image.size[0]}x{image.size[1]} (width x "
-                             f"height); the model takes {w}x{h}; pass --resize to resize it")
-        image = load_img(path, target_size=(h, w), color_mode="grayscale" if c == 1 else "rgb",
-                         interpolation="bilinear")
-        return img_to_array(load_img(path, color_mode="grayscale" if c == 1 else "rgb")), \
-            img_to_array(image) * rescale
+    image = load_img(path, color_mode="grayscale" if c == 1 else "rgb")      # read once
     photo = img_to_array(image)
-    return photo, photo * rescale
+    if image.size == (w, h):
+        return photo, photo * rescale
+    if not resize:
+        raise ValueError(f"{path}: the image is {image.size[0]}x{image.size[1]} (width x "
+                         f"height); the model takes {w}x{h}; pass --resize to resize it")
+    # what load_img(path, target_size=(h, w), interpolation="bilinear") gives
+    return photo, img_to_array(image.resize((w, h), Image.Resampling.BILINEAR)) * rescale
 
 
-def _score_line(model, x) -> str:
+def _score_line(model, x, z=None) -> str:
+    """The model's score for x (computed unless given as z) and, after a sigmoid, p."""
     from minicnn import visualize
 
-    z = float(visualize.logit(model, x)[0])
+    z = float(visualize.logit(model, x)[0]) if z is None else z
     if model.output_activation == "sigmoid":
         return f"score (logit) {z:+.4f}, sigmoid {1 / (1 + np.exp(-z)):.4f}"
     return f"output[0] {z:.4f}"
@@ -383,7 +384,7 @@ def cmd_visualize_heatmap(args) -> int:
     towards = f"class {chosen} ({'dogs' if chosen == '1' else 'cats'} in the lecture's " \
               f"folders)" if one_sigmoid else "output 0"
     print(f"wrote {args.out}: Grad-CAM at {layer} ({cam.shape[0]}x{cam.shape[1]}) towards "
-          f"{towards}; {_score_line(model, x)}")
+          f"{towards}; {_score_line(model, x, z)}")
     return 0
 
 
