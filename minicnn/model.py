@@ -265,8 +265,13 @@ class Sequential(Layer):
                 # Inference through a convolution and its pooling: the bias and the
                 # activation on the pooled output (the same numbers, a quarter of the work
                 # for a 2x2 pool; see MaxPooling2D.forward_after_conv).
-                z = layer.forward_before_pooling(x)
-                x = after.forward_after_conv(z, layer.bias, layer._activation_code)
+                # Where the convolution's algorithm can, the pooling happens in its output
+                # pass, and the convolution's output is never written (Conv2D.pools).
+                if layer.pools(after):
+                    x = layer.forward_pooled(x, after)
+                else:
+                    z = layer.forward_before_pooling(x)
+                    x = after.forward_after_conv(z, layer.bias, layer._activation_code)
                 i += 2
                 continue
             x = layer.forward(x, training=training, keep_cache=keep)
@@ -856,7 +861,7 @@ def _verbosity(verbose) -> int:
 def _pool_after_monotone_conv(layer, after) -> bool:
     """Whether `after` is a max-pooling of the output of the linear or ReLU convolution
     `layer`: at inference the pooling can take the convolution's bias and activation."""
-    return (hasattr(layer, "forward_before_pooling") and hasattr(after, "forward_after_conv")
+    return (hasattr(layer, "forward_pooled") and hasattr(after, "forward_after_conv")
             and getattr(layer, "activation", None) in ("linear", "relu"))
 
 

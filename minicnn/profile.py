@@ -3,7 +3,9 @@
 `profile(model, x, y)` runs a few ordinary training steps (`train_on_batch`) or predictions
 and times every call of every layer's forward and backward methods as the model makes them
 (the fused pooling + ReLU backward is the pooling's; the convolution's backward from there
-is the convolution's; a nested conv base counts layer by layer). Per layer it reports the
+is the convolution's; at inference a Winograd convolution that computes the pooling after
+it in its own output pass takes the pooling's time too, and the pooling shows none; a
+nested conv base counts layer by layer). Per layer it reports the
 median over the steps of
 
     milliseconds        forward and backward
@@ -30,7 +32,7 @@ import time
 import numpy as np
 
 # Methods through which a model's step runs a layer, and the phase each belongs to.
-TIMED = {"forward": "forward", "forward_before_pooling": "forward",
+TIMED = {"forward": "forward", "forward_before_pooling": "forward", "forward_pooled": "forward",
          "forward_after_conv": "forward", "backward": "backward",
          "backward_from_logits": "backward", "backward_from_dz": "backward",
          "backward_through_relu": "backward"}

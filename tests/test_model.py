@@ -290,6 +290,44 @@ def test_inference_through_conv_and_pooling_equals_the_layers_one_by_one(
                                rtol=0 if exact else 1e-6, atol=0 if exact else 1e-6)
 
 
+@given(st.sampled_from(["relu", "linear"]), st.booleans(), st.sampled_from(["valid", "same"]),
+       st.sampled_from([(2, 2), (4, 4), (2, 3)]), st.integers(0, 2 ** 32 - 1))
+def test_a_winograd_convolution_that_pools_in_its_output_pass_predicts_the_same_numbers(
+        activation, use_bias, padding, pool, seed):
+    # Conv2D.pools: the pooling runs inside F(4x4)'s output transform; with that turned
+    # off, predict writes Z and pools it: the same numbers, bit for bit
+    rng = np.random.default_rng(seed)
+    model = mc.Sequential([
+        layers.Conv2D(3, 3, activation=activation, use_bias=use_bias, padding="same",
+                      algorithm="winograd4", input_shape=(17, 15, 2)),
+        layers.MaxPooling2D(pool, padding=padding),
+        layers.Conv2D(2, 3, activation="relu", padding="same", algorithm="winograd4"),
+        layers.MaxPooling2D(),
+        layers.Flatten(), layers.Dense(1, activation="sigmoid")], seed=seed % 1000)
+    for layer in model.layers:
+        if getattr(layer, "bias", None) is not None:
+            layer.bias[:] = rng.standard_normal(layer.bias.shape)
+    assert model.layers[0].pools(model.layers[1]) == (padding == "valid" or pool != (4, 4))
+    x = rng.standard_normal((3, 17, 15, 2)).astype(np.float32)
+    fused = model.predict(x, verbose=0)
+    conv_type = type(model.layers[0])
+    original = conv_type.pools
+    try:
+        conv_type.pools = lambda layer, pooling: False
+        apart = model.predict(x, verbose=0)
+    finally:
+        conv_type.pools = original
+    np.testing.assert_array_equal(fused, apart)
+
+
+def test_the_lecture_cnn_pools_in_the_output_pass_of_each_winograd_convolution():
+    model = lecture.cnn(seed=0)
+    convs = [layer for layer in model.layers if isinstance(layer, layers.Conv2D)]
+    pooled = [conv.pools(model.layers[model.layers.index(conv) + 1]) for conv in convs]
+    assert [conv.plan.inference.name for conv in convs] == ["im2col"] + ["winograd4"] * 3
+    assert pooled == [False, True, True, True]
+
+
 def test_labels_may_be_n_or_n_by_1():
     x, y = _bright_side_images(8, seed=0)
     a, b = _small_cnn(seed=5), _small_cnn(seed=5)

@@ -1,10 +1,14 @@
 """What only Winograd's F(4x4, 3x3) needs tested (the rest, with F(2x2, 3x3): test_winograd.py):
 its transforms, its float32 rounding, its border tiles."""
 import numpy as np
-from hypothesis import given, strategies as st
+import pytest
+from hypothesis import assume, given, strategies as st
 
-from minicnn.kernels import winograd, winograd4
+from minicnn.kernels import conv2d_inference, maxpool_bias_activation, \
+    maxpool_bias_activation_reference, winograd, winograd4
+from minicnn.kernels.winograd import Pooling
 from minicnn.kernels.winograd4 import F4
+from minicnn.shapes import window_2d
 
 import reference
 from strategies import conv3x3_case, conv3x3_geometries
@@ -69,3 +73,68 @@ def test_winograd4_gradients_in_float32_stay_within_a_few_millionths_of_their_sc
     for got, expected in ((dx, dx_ref), (dw, dw_ref)):
         scale = max(1.0, float(np.abs(expected).max()))
         assert float(np.abs(got - expected).max()) < 1e-5 * scale
+
+
+@st.composite
+def pooled_cases(draw):
+    """A conv3x3_geometries draw and a max-pooling of its output that F(4x4, 3x3)'s output
+    transform computes (windows that tile the output from its corner, K_h dividing 4)."""
+    geometry = draw(conv3x3_geometries())
+    (_, h, w, _), padding, _ = geometry
+    h_out, w_out = window_2d(h, w, (3, 3), (1, 1), padding)[:2]
+    size = (draw(st.sampled_from([k for k in (1, 2, 4) if k <= h_out])),
+            draw(st.integers(1, min(4, w_out))))
+    window = window_2d(h_out, w_out, size, size, draw(st.sampled_from(["valid", "same"])))
+    assume(F4.pools(size, size, window[2:]))
+    return geometry, size, window
+
+
+@given(pooled_cases(), st.sampled_from([0, 1]), st.booleans(),
+       st.sampled_from([np.float32, np.float64]), st.integers(0, 2 ** 32 - 1))
+def test_a_pooling_in_the_output_transform_gives_the_numbers_of_the_pooling_after_it(
+        case, activation, use_bias, dtype, seed):
+    # act(maxpool(Z) + b) in the output pass equals, bit for bit, the transform writing Z
+    # and maxpool_bias_activation pooling it; and the plain loops' convolution and pooling
+    # to rounding
+    geometry, size, window = case
+    x, w, b, pads = conv3x3_case(geometry, seed, dtype)
+    b = b if use_bias else None
+    z, _ = winograd.conv3x3_winograd(x, w, None, pads, algorithm=F4)
+    expected = maxpool_bias_activation(z, size, size, window[2:], b, activation)
+    pooled, logits = winograd.conv3x3_winograd(x, w, b, pads, activation, algorithm=F4,
+                                               pool=Pooling(size, window[:2]))
+    assert pooled.dtype == dtype and logits is None
+    np.testing.assert_array_equal(pooled, expected)
+    plain = reference.conv2d_forward(x.astype(np.float64), w.astype(np.float64), None, (1, 1),
+                                     geometry[1])
+    plain = maxpool_bias_activation_reference(plain, size, size, window[2:], b, activation)
+    tolerance = 1e-5 if dtype == np.float32 else 1e-11
+    np.testing.assert_allclose(pooled, plain, rtol=tolerance, atol=tolerance)
+
+
+@given(pooled_cases(), st.integers(1, 4), st.integers(0, 2 ** 32 - 1))
+def test_the_pooled_inference_in_micro_batches_equals_the_whole_batch(case, chunk, seed):
+    geometry, size, window = case
+    x, w, b, pads = conv3x3_case(geometry, seed, np.float32)
+    pool = Pooling(size, window[:2])
+    per_image = winograd.winograd_workspace_per_image(*window_2d(
+        *x.shape[1:3], (3, 3), (1, 1), geometry[1])[:2], x.shape[3], w.shape[3], 4, F4)
+    # the same products as the micro-batches' without a pooling, then pooled: bit for bit
+    # (the whole batch's products round differently: a longer matrix, other BLAS blocks)
+    z, _ = conv2d_inference(x, w, None, (1, 1), pads, 0, chunk * per_image, 1, F4)
+    parts, _ = conv2d_inference(x, w, b, (1, 1), pads, 1, chunk * per_image, 1, F4, pool=pool)
+    np.testing.assert_array_equal(parts, maxpool_bias_activation(z, size, size, window[2:], b, 1))
+    whole, _ = conv2d_inference(x, w, b, (1, 1), pads, 1, None, 1, F4, pool=pool)
+    np.testing.assert_allclose(parts, whole, rtol=1e-5, atol=1e-5)
+
+
+def test_only_poolings_that_tile_the_output_from_its_corner_go_into_the_transform():
+    assert F4.pools((2, 2), (2, 2), (0, 0, 0, 0)) and F4.pools((4, 3), (4, 3), (0, 1, 0, 1))
+    assert not F4.pools((3, 3), (3, 3), (0, 0, 0, 0))        # rows across two tiles
+    assert not F4.pools((2, 2), (1, 1), (0, 0, 0, 0))        # overlapping windows
+    assert not F4.pools((4, 4), (4, 4), (1, 2, 0, 0))        # 'same' padding above
+    assert not winograd.F2.pools((2, 2), (2, 2), (0, 0, 0, 0))   # F(2x2): not written
+    with pytest.raises(ValueError, match=r"only Winograd computes a pooling"):
+        conv2d_inference(np.zeros((1, 6, 6, 2), np.float32), np.zeros((3, 3, 2, 2), np.float32),
+                         None, (1, 1), (0, 0, 0, 0), 0, None, None, F4,
+                         pool=Pooling((2, 2), (2, 2)))

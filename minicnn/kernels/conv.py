@@ -112,7 +112,7 @@ def micro_batches(x_shape, kernel_shape, strides, pads, activation, itemsize,
 
 
 def conv2d_inference(x, kernel, bias, strides, pads, activation=0, max_workspace=None,
-                     winograd_min_channels=WINOGRAD_MIN_CHANNELS, algorithm=F4):
+                     winograd_min_channels=WINOGRAD_MIN_CHANNELS, algorithm=F4, pool=None):
     """conv2d_forward without a cache, in micro-batches of images whose workspace stays
     within max_workspace bytes (the whole batch at once when it fits or when max_workspace
     is None). Returns (y, logits).
@@ -126,10 +126,20 @@ def conv2d_inference(x, kernel, bias, strides, pads, activation=0, max_workspace
     Memory: one workspace of at most max(max_workspace, one image's share) bytes, reused
     for every micro-batch, instead of the whole batch's patches (1 GB for VGG16's
     block1_conv2 at batch 20).
+
+    pool: a minicnn.kernels.winograd.Pooling of the output for Winograd's output transform
+    to compute in the same pass (conv3x3_winograd's pool; the convolution must be one that
+    Winograd computes and algorithm.pools the pooling): y is then the pooled output.
     """
     chunk, per_image, winograd, (n, h_out, w_out, c_out) = micro_batches(
         x.shape, kernel.shape, strides, pads, activation, x.dtype.itemsize, max_workspace,
         winograd_min_channels, algorithm)
+    if pool is not None and not winograd:
+        raise ValueError(f"conv2d_inference: only Winograd computes a pooling in its output "
+                         f"transform; kernel {kernel.shape[:2]}, strides {tuple(strides)}, "
+                         f"{kernel.shape[2]} input channels are im2col's")
+    if pool is not None:
+        h_out, w_out = pool.out_hw
     keep_logits = activation == 2
     if not winograd and chunk >= n:
         y, logits, _ = conv2d_forward(x, kernel, bias, strides, pads, activation, keep_cache=False)
@@ -146,7 +156,8 @@ def conv2d_inference(x, kernel, bias, strides, pads, activation=0, max_workspace
         count = part.stop - part.start
         if winograd:
             y[part], part_logits = conv3x3_winograd(x[part], kernel, bias, pads, activation,
-                                                    keep_logits, workspace, kernel_u, algorithm)
+                                                    keep_logits, workspace, kernel_u, algorithm,
+                                                    pool)
         else:
             cols = workspace[:count * per_image // x.dtype.itemsize]
             cols = cols.reshape(count * h_out * w_out, -1)

@@ -114,11 +114,16 @@ def maxpool_bias_activation(z, pool_size, strides, pads, bias=None, activation=0
     (k_h, k_w), (s_h, s_w), (top, bottom, left, right) = pool_size, strides, pads
     h_out = window_output_size(z.shape[1], k_h, s_h, top, bottom)
     w_out = window_output_size(z.shape[2], k_w, s_w, left, right)
-    c = z.shape[3]
-    b = np.zeros(c, z.dtype) if bias is None and activation else bias
-    b = np.empty(0, z.dtype) if b is None else np.asarray(b, dtype=z.dtype)
+    b = pooling_bias(bias, activation, z.shape[3], z.dtype)
     return _maxpool_bias_activation(np.ascontiguousarray(z), b, activation, k_h, k_w, s_h,
                                     s_w, top, left, h_out, w_out)
+
+
+def pooling_bias(bias, activation, c, dtype):
+    """The bias as the pooled kernels take it (maxpool_bias_activation's, and Winograd's
+    pooled output transform): zeros for a ReLU without one, empty for a linear one."""
+    b = np.zeros(c, dtype) if bias is None and activation else bias
+    return np.empty(0, dtype) if b is None else np.asarray(b, dtype=dtype)
 
 
 def maxpool_bias_activation_reference(z, pool_size, strides, pads, bias=None, activation=0):

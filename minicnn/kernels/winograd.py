@@ -39,6 +39,7 @@ from numba import njit, prange
 from minicnn.kernels.elementwise import activate
 from minicnn.kernels.elementwise import layer_dz_and_db
 from minicnn.kernels.geometry import window_output_size
+from minicnn.kernels.pooling import pooling_bias
 
 # B^T, G and A^T above, for the NumPy twin and the kernel transform.
 B_T = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], dtype=np.float64)
@@ -387,6 +388,16 @@ class Algorithm(NamedTuple):
                                 #   (m, bias, code, tiles_h, tiles_w, y, logits, keep_logits)
     output_adjoint: object      # dM = A dZ A^T:  (dz, tiles_h, tiles_w, dm)
     input_adjoint: object       # dX += B dV B^T: (dv, pad_top, pad_left, tiles_h, tiles_w, dx)
+    output_pooled: object = None  # y = act(maxpool(A^T M A) + b) in the same pass:
+                                  #   (m, bias, code, tiles_h, tiles_w, h_out, w_out,
+                                  #    pool_size, y), bias as maxpool_bias_activation's
+
+    def pools(self, pool_size, strides, pads) -> bool:
+        """Whether output_pooled computes this max-pooling of the convolution's output:
+        windows that tile it from its top-left corner (strides = pool_size, no padding
+        before), each window's rows inside one row of m x m tiles (K_h divides m)."""
+        return (self.output_pooled is not None and tuple(strides) == tuple(pool_size)
+                and pads[0] == 0 and pads[2] == 0 and self.m % pool_size[0] == 0)
 
     @property
     def positions(self):
@@ -453,12 +464,19 @@ def _output_tiles(x_shape, pads, m):
     return h_out, w_out, tiles_h, tiles_w, n * tiles_h * tiles_w
 
 
-def _transform_multiply_transform(x, u, bias, pads, activation, keep_logits, v, m, algorithm):
-    """V = B^T d B into v, M = V @ U into m, then y = act(A^T M A + b). Returns (y, logits)."""
+def _transform_multiply_transform(x, u, bias, pads, activation, keep_logits, v, m, algorithm,
+                                  pool=None):
+    """V = B^T d B into v, M = V @ U into m, then y = act(A^T M A + b). Returns (y, logits).
+    pool: a Pooling the output transform computes as well (algorithm.pools), y its output."""
     h_out, w_out, tiles_h, tiles_w, t = _output_tiles(x.shape, pads, algorithm.m)
     c_out = u.shape[2]
     algorithm.input(x, pads[0], pads[2], tiles_h, tiles_w, v)
     np.matmul(v[:, :t], u, out=m[:, :t])                    # the 16 (or 36) products, one call
+    if pool is not None:
+        y = np.empty((x.shape[0],) + tuple(pool.out_hw) + (c_out,), dtype=x.dtype)
+        b = pooling_bias(bias, activation, c_out, x.dtype)
+        algorithm.output_pooled(m, b, activation, tiles_h, tiles_w, h_out, w_out, pool.size, y)
+        return y, None
     b = bias if bias is not None else np.zeros(c_out, dtype=x.dtype)
     y = np.empty((x.shape[0], h_out, w_out, c_out), dtype=x.dtype)
     logits = np.empty_like(y) if keep_logits else y
@@ -499,8 +517,16 @@ def winograd_workspace_per_image(h_out, w_out, c_in, c_out, itemsize, algorithm=
     return algorithm.positions * tiles_h * tiles_w * (c_in + c_out) * itemsize
 
 
+class Pooling(NamedTuple):
+    """A max-pooling for a Winograd output transform to compute in the same pass
+    (Algorithm.pools): windows of `size` (K_h, K_w) at stride `size`; `out_hw` its output's
+    (H, W). Its bias and activation are the convolution's, after the maximum."""
+    size: tuple
+    out_hw: tuple
+
+
 def conv3x3_winograd(x, kernel, bias, pads, activation=0, keep_logits=False,
-                     workspace=None, kernel_u=None, algorithm=F2):
+                     workspace=None, kernel_u=None, algorithm=F2, pool=None):
     """y = act(conv3x3(x) + b) at stride 1 by F(2x2, 3x3) (or algorithm's F(m x m, 3x3)).
     Returns (y, logits).
 
@@ -510,6 +536,10 @@ def conv3x3_winograd(x, kernel, bias, pads, activation=0, keep_logits=False,
     workspace: optional flat array of at least P * (T + 1) * (C_in + C_out) elements of
     x's dtype to hold V and M (tile_array), T the number of tiles, P algorithm.positions.
     kernel_u: U if already transformed.
+    pool: a Pooling of the output, computed in the output transform (algorithm.pools must
+    hold; activation linear or relu): y = act(maxpool(conv3x3(x)) + b), the same numbers as
+    minicnn.kernels.maxpool_bias_activation of the convolution without bias and activation,
+    without writing the convolution's output. logits None.
     """
     c_in, c_out = kernel.shape[2:]
     p = algorithm.positions
@@ -520,7 +550,7 @@ def conv3x3_winograd(x, kernel, bias, pads, activation=0, keep_logits=False,
     m = tile_array(t, c_out, x.dtype, workspace[v.size:], p)
     u = winograd_kernel(kernel, algorithm) if kernel_u is None else kernel_u
     return _transform_multiply_transform(x, u, bias, pads, activation, keep_logits, v, m,
-                                         algorithm)
+                                         algorithm, pool)
 
 
 def conv3x3_winograd_reference(x, kernel, bias, pads, activation=0, keep_logits=False):

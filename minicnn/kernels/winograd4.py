@@ -188,6 +188,63 @@ def _winograd4_output(m, a_t, bias, code, tiles_h, tiles_w, y, logits, keep_logi
     return y
 
 
+@njit(parallel=True, cache=True, nogil=True)
+def _winograd4_output_pooled(m, a_t, bias, code, tiles_h, tiles_w, h_out, w_out, k_h, k_w, y):
+    # As _winograd4_output, but each output row of channels goes into the maximum of its
+    # pooling window (k_h x k_w, stride = size, from the top-left corner) instead of into Y;
+    # the bias and activation follow on the pooled rows. k_h divides 4, so a window's rows
+    # lie in one row of tiles and each task owns the pooled rows it writes.
+    n, h_pool, w_pool, c = y.shape
+    h_used, w_used = min(h_out, h_pool * k_h), min(w_out, w_pool * k_w)
+    zero = np.float32(0)
+    for r in prange(n * tiles_h):
+        img = r // tiles_h
+        ti = r % tiles_h
+        t0 = r * tiles_w
+        if 4 * ti < h_used:
+            p = np.empty((4, 6, tiles_w * c), dtype=y.dtype)
+            for u in range(4):
+                for j in range(6):
+                    _combine6(p[u, j], a_t[u], m[j, t0:t0 + tiles_w].reshape(-1),
+                              m[6 + j, t0:t0 + tiles_w].reshape(-1),
+                              m[12 + j, t0:t0 + tiles_w].reshape(-1),
+                              m[18 + j, t0:t0 + tiles_w].reshape(-1),
+                              m[24 + j, t0:t0 + tiles_w].reshape(-1),
+                              m[30 + j, t0:t0 + tiles_w].reshape(-1))
+            z = np.empty(c, dtype=y.dtype)
+            for u in range(min(4, h_used - 4 * ti)):
+                i = 4 * ti + u
+                pooled_row = y[img, i // k_h]
+                first_row = i % k_h == 0
+                pu = p[u]
+                for tj in range(tiles_w):
+                    col = tj * c
+                    for vv in range(min(4, w_used - 4 * tj)):
+                        j = 4 * tj + vv
+                        _combine6(z, a_t[vv], pu[0, col:col + c], pu[1, col:col + c],
+                                  pu[2, col:col + c], pu[3, col:col + c], pu[4, col:col + c],
+                                  pu[5, col:col + c])
+                        out = pooled_row[j // k_w]
+                        if first_row and j % k_w == 0:      # a window's first cell
+                            for ch in range(c):
+                                out[ch] = z[ch]
+                        else:
+                            for ch in range(c):
+                                out[ch] = np.maximum(out[ch], z[ch])
+            # then act(max + b) on the pooled rows this row of tiles filled, as
+            # minicnn.kernels.maxpool_bias_activation does (a loop per case, vectorized)
+            for pi in range(4 * ti // k_h, min(h_pool, (4 * ti + 4) // k_h)):
+                for pj in range(w_pool):
+                    out = y[img, pi, pj]
+                    if code == 1:
+                        for ch in range(c):
+                            out[ch] = np.maximum(out[ch] + bias[ch], zero)
+                    elif bias.size:
+                        for ch in range(c):
+                            out[ch] += bias[ch]
+    return y
+
+
 # The backward's adjoint transforms, tile by tile on scalars as the input transform:
 # dM = A dZ A^T (A = (A^T)^T, 6x4) and dX += B dV B^T (B = (B^T)^T, 6x6).
 
@@ -341,8 +398,14 @@ def _output(m, bias, code, tiles_h, tiles_w, y, logits, keep_logits):
                              keep_logits)
 
 
+def _output_pooled(m, bias, code, tiles_h, tiles_w, h_out, w_out, pool_size, y):
+    """The output transform into a max-pooling's output y (Algorithm.output_pooled)."""
+    return _winograd4_output_pooled(m, A_T.astype(y.dtype), bias, code, tiles_h, tiles_w,
+                                    h_out, w_out, pool_size[0], pool_size[1], y)
+
+
 F4 = Algorithm("F(4x4, 3x3)", 4, G, _winograd4_input, _output, _winograd4_output_adjoint,
-               _winograd4_input_adjoint)
+               _winograd4_input_adjoint, _output_pooled)
 
 
 def conv3x3_winograd4_reference(x, kernel, bias, pads, activation=0, keep_logits=False):

@@ -1,6 +1,7 @@
 """Conv2D, and the functions that set how the Conv2Ds built afterwards compute."""
 from __future__ import annotations
 
+from minicnn.kernels.winograd import Pooling
 from minicnn.layers import conv_algorithms
 from minicnn.layers.base import KernelLayer
 from minicnn.layers.conv_algorithms import change_settings, check_algorithm
@@ -142,6 +143,27 @@ class Conv2D(KernelLayer):
             self.plan.workspace_limit)
         self._forward_algorithm = None
         return z
+
+    def pools(self, pooling) -> bool:
+        """Whether forward_pooled runs this layer and `pooling`, the MaxPooling2D right after
+        it, in one pass at inference: the inference algorithm computes the pooling in its
+        output transform (Winograd's F(4x4, 3x3), windows that tile the output from its
+        corner: every 2x2 pooling of the lecture's CNN and of VGG16)."""
+        pool_size, strides, pads, _ = pooling.window()
+        return self.plan.inference.pools(pool_size, strides, pads)
+
+    def forward_pooled(self, x, pooling):
+        """Inference through this linear or ReLU layer and the pooling after it (pools()
+        holds): Y = act(maxpool(conv(X)) + b), the numbers of forward_before_pooling and
+        the pooling's forward_after_conv without writing the convolution's output.
+        X (N, H, W, C_in) -> Y (N, H_pool, W_pool, C_out)."""
+        x = self._check_input(x)
+        pool_size, _, _, out_hw = pooling.window()
+        self._cache = self._forward_algorithm = None
+        pooling.forget()
+        return self.plan.inference.forward_pooled(
+            x, self.kernel, self.bias, self._activation_code, self._pads,
+            Pooling(pool_size, out_hw), self.plan.workspace_limit)
 
     def backward_from_dz(self, dz, db, need_dx=True):
         """Backward from dZ (N, H_out, W_out, C_out) and its sum db (C_out,) when the layer

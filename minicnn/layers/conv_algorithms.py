@@ -165,6 +165,17 @@ class ConvAlgorithm:
                                           workspace_limit, min_channels, tile)
         return self._forward_whole(x, kernel, bias, strides, pads, activation)
 
+    def pools(self, pool_size, strides, pads) -> bool:
+        """Whether forward_pooled computes this max-pooling of the output in the same pass
+        (pads: the pooling's (P_top, P_bottom, P_left, P_right))."""
+        return False
+
+    def forward_pooled(self, x, kernel, bias, activation, conv_pads, pool, workspace_limit):
+        """Inference into a max-pooling (pools() holds; activation linear or relu):
+        act(maxpool(conv(X)) + b), the convolution's output never written. pool: a
+        minicnn.kernels.winograd.Pooling."""
+        raise NotImplementedError
+
     def backward(self, dy, cache, need_dx=True, need_dw=True, need_db=True,
                  from_logits=False, db=None):
         """(dX, dW, db) from the cache forward kept; each None when not asked for."""
@@ -219,6 +230,15 @@ class Winograd(ConvAlgorithm):
 
     def _kernel_choice(self):
         return 1, self.tile                  # from one channel on: every supported kernel
+
+    def pools(self, pool_size, strides, pads):
+        return self.tile.pools(pool_size, strides, pads)
+
+    def forward_pooled(self, x, kernel, bias, activation, conv_pads, pool, workspace_limit):
+        min_channels, tile = self._kernel_choice()
+        y, _ = conv2d_inference(x, kernel, bias, (1, 1), conv_pads, activation,
+                                workspace_limit, min_channels, tile, pool=pool)
+        return y
 
     def _forward_whole(self, x, kernel, bias, strides, pads, activation):
         return winograd_forward(x, kernel, bias, pads, activation, self.tile)

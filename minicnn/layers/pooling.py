@@ -83,6 +83,16 @@ class MaxPooling2D(Layer):
         return maxpool_bias_activation(z, self.pool_size, self.strides, self._pads, bias,
                                        activation)
 
+    def window(self):
+        """(pool_size, strides, pads, (H_out, W_out)) of the built layer, pads (P_top,
+        P_bottom, P_left, P_right): for a convolution that computes this pooling in its
+        own output pass (Conv2D.forward_pooled)."""
+        return self.pool_size, self.strides, self._pads, self.output_shape[1:3]
+
+    def forget(self):
+        """Drop the cache of an earlier training forward (its pass ran elsewhere)."""
+        self._cache = None
+
     def backward(self, dy, need_dx=True):
         cache = self._require_cache()
         self.grads = []
