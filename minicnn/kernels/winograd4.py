@@ -49,32 +49,20 @@ A_T = np.array([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0],
                 [0, 1, -1, 8, -8, 1]], dtype=np.float64)
 
 
-# The input transform (and both adjoints) work tile by tile: per channel, a tile's values
-# are read into scalars, both passes run on them (B^T, A or B as a function of a few
-# scalars returning a tuple), and the results are stored. (The compiler does not vectorize
-# these loops over channels: their 36 stores go to 36 matrices, more streams than it
-# checks for overlap.) The output transform works on a whole row of tiles at a time, on
-# rows of channels: each step sets one row of values to a combination of six others with
-# the coefficients of one row of A^T, a loop the compiler turns into vector instructions.
+# The input and output transforms work on a whole row of tiles at a time, on rows of
+# values: each step sets one row to a combination of six others with the coefficients of
+# one row of B^T or A^T (_combine6), a loop the compiler turns into vector instructions.
+# The input transform first combines six input rows into six (B^T down the columns), then
+# runs along each tile's six columns of those (d B); the output transform the same way
+# round with A^T. The backward's two adjoints work tile by tile: per channel, a tile's
+# values are read into scalars, both passes run on them (A or B as a function of a few
+# scalars returning a tuple), and the results are stored. (The compiler does not
+# vectorize those loops over channels: their 36 stores go to 36 matrices, more streams
+# than it checks for overlap.)
 
 # The transforms' integer entries as float32 scalars (exact): float32 times float32 stays
 # float32, and float64 data still computes in float64.
 _2, _4, _5, _8 = np.float32(2), np.float32(4), np.float32(5), np.float32(8)
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _bt(a0, a1, a2, a3, a4, a5):
-    """B^T (a0, ..., a5)."""
-    return (_4 * a0 - _5 * a2 + a4, a3 + a4 - _4 * (a1 + a2), _4 * (a1 - a2) + a4 - a3,
-            _2 * (a3 - a1) + a4 - a2, _2 * (a1 - a3) + a4 - a2, _4 * a1 - _5 * a3 + a5)
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _bt_along_row(src, ih, iw, ch):
-    """B^T applied to src[ih, iw:iw+6, ch]: one row of the tile, d B."""
-    row = src[ih]
-    return _bt(row[iw, ch], row[iw + 1, ch], row[iw + 2, ch], row[iw + 3, ch],
-               row[iw + 4, ch], row[iw + 5, ch])
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -86,52 +74,6 @@ def _store_column(dst, t, j, ch, c):
     dst[18 + j, t, ch] = c[3]
     dst[24 + j, t, ch] = c[4]
     dst[30 + j, t, ch] = c[5]
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _bt_down_column(v, t, j, ch, s0, s1, s2, s3, s4, s5):
-    """V[j + 6*i, t, ch] = (B^T (s0[j], ..., s5[j]))[i]: column j of the tile, B^T (d B)."""
-    _store_column(v, t, j, ch, _bt(s0[j], s1[j], s2[j], s3[j], s4[j], s5[j]))
-
-
-@njit(cache=True, nogil=True)
-def _input_tile(src, ih, iw, v, t):
-    """V[:, t] = B^T d B for the 6x6 tile d = src[ih:ih+6, iw:iw+6] of an (H, W, C) array."""
-    for ch in range(src.shape[2]):
-        s0 = _bt_along_row(src, ih, iw, ch)
-        s1 = _bt_along_row(src, ih + 1, iw, ch)
-        s2 = _bt_along_row(src, ih + 2, iw, ch)
-        s3 = _bt_along_row(src, ih + 3, iw, ch)
-        s4 = _bt_along_row(src, ih + 4, iw, ch)
-        s5 = _bt_along_row(src, ih + 5, iw, ch)
-        _bt_down_column(v, t, 0, ch, s0, s1, s2, s3, s4, s5)
-        _bt_down_column(v, t, 1, ch, s0, s1, s2, s3, s4, s5)
-        _bt_down_column(v, t, 2, ch, s0, s1, s2, s3, s4, s5)
-        _bt_down_column(v, t, 3, ch, s0, s1, s2, s3, s4, s5)
-        _bt_down_column(v, t, 4, ch, s0, s1, s2, s3, s4, s5)
-        _bt_down_column(v, t, 5, ch, s0, s1, s2, s3, s4, s5)
-
-
-@njit(parallel=True, cache=True, nogil=True)
-def _winograd4_input(x, pad_top, pad_left, tiles_h, tiles_w, v):
-    n, h, w, c = x.shape
-    for r in prange(n * tiles_h):           # one row of tiles (n, ti) per task
-        img = r // tiles_h
-        ti = r % tiles_h
-        d = np.empty((6, 6, c), dtype=x.dtype)  # a border tile, zeros outside x
-        ih0 = 4 * ti - pad_top
-        for tj in range(tiles_w):
-            t = r * tiles_w + tj
-            iw0 = 4 * tj - pad_left
-            if 0 <= ih0 and ih0 + 6 <= h and 0 <= iw0 and iw0 + 6 <= w:
-                src, ih, iw = x[img], ih0, iw0
-            else:
-                _border_tile(x, img, ih0, iw0, d)
-                src, ih, iw = d, 0, 0
-            # One call site: Numba compiles _input_tile once (two calls, one with the
-            # constants 0, 0, would compile it twice).
-            _input_tile(src, ih, iw, v, t)
-    return v
 
 
 @njit(cache=True, nogil=True)
@@ -152,6 +94,43 @@ def _combine6(out, coef, r0, r1, r2, r3, r4, r5):
     c0, c1, c2, c3, c4, c5 = coef[0], coef[1], coef[2], coef[3], coef[4], coef[5]
     for k in range(out.shape[0]):
         out[k] = c0 * r0[k] + c1 * r1[k] + c2 * r2[k] + c3 * r3[k] + c4 * r4[k] + c5 * r5[k]
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def _winograd4_input(x, b_t, pad_top, pad_left, tiles_h, tiles_w, v):
+    n, h, w, c = x.shape
+    cols = 4 * tiles_w + 2                  # the input columns a row of tiles reads
+    seg = min(w, cols - pad_left) * c       # the part of an input row inside them
+    lo = pad_left * c
+    for r in prange(n * tiles_h):           # one row of tiles (n, ti) per task
+        img = r // tiles_h
+        ti = r % tiles_h
+        ih0 = 4 * ti - pad_top
+        # its six input rows, a row of zeros for each one outside x
+        zero = np.zeros(w * c, dtype=x.dtype)
+        r0 = x[img, ih0].reshape(-1) if 0 <= ih0 < h else zero
+        r1 = x[img, ih0 + 1].reshape(-1) if 0 <= ih0 + 1 < h else zero
+        r2 = x[img, ih0 + 2].reshape(-1) if 0 <= ih0 + 2 < h else zero
+        r3 = x[img, ih0 + 3].reshape(-1) if 0 <= ih0 + 3 < h else zero
+        r4 = x[img, ih0 + 4].reshape(-1) if 0 <= ih0 + 4 < h else zero
+        r5 = x[img, ih0 + 5].reshape(-1) if 0 <= ih0 + 5 < h else zero
+        # B^T down the columns, whole rows at a time: e[a] = sum_i B^T[a, i] row_i, zeros
+        # in the padding's columns
+        e = np.zeros((6, cols * c), dtype=x.dtype)
+        for a in range(6):
+            _combine6(e[a, lo:lo + seg], b_t[a], r0[:seg], r1[:seg], r2[:seg], r3[:seg],
+                      r4[:seg], r5[:seg])
+        # then d B along each tile's row of e: V[6 a + b, t] = sum_j B^T[b, j] e[a, 4 tj + j]
+        for tj in range(tiles_w):
+            t = r * tiles_w + tj
+            k = 4 * tj * c
+            for a in range(6):
+                ea = e[a]
+                for b in range(6):
+                    _combine6(v[6 * a + b, t], b_t[b], ea[k:k + c], ea[k + c:k + 2 * c],
+                              ea[k + 2 * c:k + 3 * c], ea[k + 3 * c:k + 4 * c],
+                              ea[k + 4 * c:k + 5 * c], ea[k + 5 * c:k + 6 * c])
+    return v
 
 
 @njit(parallel=True, cache=True, nogil=True)
@@ -245,7 +224,7 @@ def _winograd4_output_pooled(m, a_t, bias, code, tiles_h, tiles_w, h_out, w_out,
     return y
 
 
-# The backward's adjoint transforms, tile by tile on scalars as the input transform:
+# The backward's adjoint transforms, tile by tile on scalars:
 # dM = A dZ A^T (A = (A^T)^T, 6x4) and dX += B dV B^T (B = (B^T)^T, 6x6).
 
 
@@ -392,6 +371,12 @@ def _add_inside(e, dx, img, ih0, iw0):
                 dx[img, ih0 + a, iw0 + b, ch] += e[a, b, ch]
 
 
+def _input(x, pad_top, pad_left, tiles_h, tiles_w, v):
+    """The input transform with F2's arguments: B^T in x's dtype."""
+    return _winograd4_input(np.ascontiguousarray(x), B_T.astype(x.dtype), pad_top, pad_left,
+                            tiles_h, tiles_w, v)
+
+
 def _output(m, bias, code, tiles_h, tiles_w, y, logits, keep_logits):
     """The output transform with F2's arguments: A^T in y's dtype."""
     return _winograd4_output(m, A_T.astype(y.dtype), bias, code, tiles_h, tiles_w, y, logits,
@@ -404,7 +389,7 @@ def _output_pooled(m, bias, code, tiles_h, tiles_w, h_out, w_out, pool_size, y):
                                     h_out, w_out, pool_size[0], pool_size[1], y)
 
 
-F4 = Algorithm("F(4x4, 3x3)", 4, G, _winograd4_input, _output, _winograd4_output_adjoint,
+F4 = Algorithm("F(4x4, 3x3)", 4, G, _input, _output, _winograd4_output_adjoint,
                _winograd4_input_adjoint, _output_pooled)
 
 
