@@ -50,12 +50,10 @@ def test_border_tiles_read_zeros_outside_the_input(n, size, padding, seed):
                                rtol=1e-10, atol=1e-10)
 
 
-def test_the_adjoint_transforms_compute_a_and_b_exactly():
-    # the backward's A and B are the transposes of the forward's A^T and B^T
-    rng = np.random.default_rng(2)
-    z, e = rng.standard_normal(4), rng.standard_normal(6)
+def test_the_output_adjoint_computes_a_exactly():
+    # the backward's A is the transpose of the forward's A^T
+    z = np.random.default_rng(2).standard_normal(4)
     np.testing.assert_allclose(winograd4._a.py_func(*z), winograd4.A_T.T @ z, rtol=1e-12)
-    np.testing.assert_allclose(winograd4._b.py_func(*e), winograd4.B_T.T @ e, rtol=1e-12)
 
 
 @given(conv3x3_geometries(), st.integers(0, 2 ** 32 - 1))

@@ -49,20 +49,21 @@ A_T = np.array([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0],
                 [0, 1, -1, 8, -8, 1]], dtype=np.float64)
 
 
-# The input and output transforms work on a whole row of tiles at a time, on rows of
-# values: each step sets one row to a combination of six others with the coefficients of
-# one row of B^T or A^T (_combine6), a loop the compiler turns into vector instructions.
-# The input transform first combines six input rows into six (B^T down the columns), then
-# runs along each tile's six columns of those (d B); the output transform the same way
-# round with A^T. The backward's two adjoints work tile by tile: per channel, a tile's
-# values are read into scalars, both passes run on them (A or B as a function of a few
-# scalars returning a tuple), and the results are stored. (The compiler does not
-# vectorize those loops over channels: their 36 stores go to 36 matrices, more streams
-# than it checks for overlap.)
+# The transforms work on a whole row of tiles at a time, on rows of values: each step sets
+# (or adds to) one row a combination of six others with the coefficients of one row of
+# B^T, A^T or B (_combine6), a loop the compiler turns into vector instructions. The input
+# transform first combines six input rows into six (B^T down the columns), then runs along
+# each tile's six columns of those (d B); the output transform and the input's adjoint do
+# the same the other way round. The output's adjoint, dM = A dZ A^T, works tile by tile:
+# per channel, a tile's values are read into scalars, both passes run on them (A as a
+# function of four scalars returning a tuple), and the results are stored. (The compiler
+# does not vectorize that loop over channels: its 36 stores go to 36 matrices, more
+# streams than it checks for overlap; written on rows, as the others, it was slower for
+# up to 128 channels and faster only for 512.)
 
 # The transforms' integer entries as float32 scalars (exact): float32 times float32 stays
 # float32, and float64 data still computes in float64.
-_2, _4, _5, _8 = np.float32(2), np.float32(4), np.float32(5), np.float32(8)
+_2, _4, _8 = np.float32(2), np.float32(4), np.float32(8)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -224,8 +225,8 @@ def _winograd4_output_pooled(m, a_t, bias, code, tiles_h, tiles_w, h_out, w_out,
     return y
 
 
-# The backward's adjoint transforms, tile by tile on scalars:
-# dM = A dZ A^T (A = (A^T)^T, 6x4) and dX += B dV B^T (B = (B^T)^T, 6x6).
+# The backward's adjoint transforms: dM = A dZ A^T (A = (A^T)^T, 6x4), tile by tile on
+# scalars, and dX += B dV B^T (B = (B^T)^T, 6x6) on rows.
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -234,17 +235,6 @@ def _a(z0, z1, z2, z3):
     plus, minus = z0 + z2, z1 + z3
     plus4, minus2 = z0 + _4 * z2, _2 * z1 + _8 * z3
     return z0, plus + minus, plus - minus, plus4 + minus2, plus4 - minus2, z3
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _b(e0, e1, e2, e3, e4, e5):
-    """B (e0, ..., e5), the adjoint of B^T."""
-    return (_4 * e0,
-            _4 * (e2 - e1 + e5) + _2 * (e4 - e3),
-            -_5 * e0 - _4 * (e1 + e2) - e3 - e4,
-            e1 - e2 + _2 * (e3 - e4) - _5 * e5,
-            e0 + e1 + e2 + e3 + e4,
-            e5)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -296,85 +286,63 @@ def _winograd4_output_adjoint(dz, tiles_h, tiles_w, dm):
     return dm
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _b_down_column(dv, t, j, ch):
-    """B (dV[j, t, ch], dV[6 + j, t, ch], ..., dV[30 + j, t, ch]): column j of B dV."""
-    return _b(dv[j, t, ch], dv[6 + j, t, ch], dv[12 + j, t, ch], dv[18 + j, t, ch],
-              dv[24 + j, t, ch], dv[30 + j, t, ch])
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _add_b_along_row(dst, i, j, ch, s0, s1, s2, s3, s4, s5):
-    """dst[i, j:j+6, ch] += B (s0, ..., s5): one row of (B dV) B^T."""
-    e0, e1, e2, e3, e4, e5 = _b(s0, s1, s2, s3, s4, s5)
-    row = dst[i]
-    row[j, ch] += e0
-    row[j + 1, ch] += e1
-    row[j + 2, ch] += e2
-    row[j + 3, ch] += e3
-    row[j + 4, ch] += e4
-    row[j + 5, ch] += e5
-
-
 @njit(cache=True, nogil=True)
-def _input_adjoint_tile(dv, t, dst, i, j):
-    """dst[i:i+6, j:j+6] += B dV_tile B^T into an (H, W, C) array."""
-    for ch in range(dst.shape[2]):
-        s0 = _b_down_column(dv, t, 0, ch)
-        s1 = _b_down_column(dv, t, 1, ch)
-        s2 = _b_down_column(dv, t, 2, ch)
-        s3 = _b_down_column(dv, t, 3, ch)
-        s4 = _b_down_column(dv, t, 4, ch)
-        s5 = _b_down_column(dv, t, 5, ch)
-        _add_b_along_row(dst, i, j, ch, s0[0], s1[0], s2[0], s3[0], s4[0], s5[0])
-        _add_b_along_row(dst, i + 1, j, ch, s0[1], s1[1], s2[1], s3[1], s4[1], s5[1])
-        _add_b_along_row(dst, i + 2, j, ch, s0[2], s1[2], s2[2], s3[2], s4[2], s5[2])
-        _add_b_along_row(dst, i + 3, j, ch, s0[3], s1[3], s2[3], s3[3], s4[3], s5[3])
-        _add_b_along_row(dst, i + 4, j, ch, s0[4], s1[4], s2[4], s3[4], s4[4], s5[4])
-        _add_b_along_row(dst, i + 5, j, ch, s0[5], s1[5], s2[5], s3[5], s4[5], s5[5])
+def _add_combine6(out, coef, r0, r1, r2, r3, r4, r5):
+    """out += coef[0] r0 + ... + coef[5] r5, elementwise over equal-length rows."""
+    c0, c1, c2, c3, c4, c5 = coef[0], coef[1], coef[2], coef[3], coef[4], coef[5]
+    for k in range(out.shape[0]):
+        out[k] += c0 * r0[k] + c1 * r1[k] + c2 * r2[k] + c3 * r3[k] + c4 * r4[k] + c5 * r5[k]
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def _winograd4_input_adjoint(dv, pad_top, pad_left, tiles_h, tiles_w, dx):
-    # Tiles of rows ti and ti + 1 overlap by two input rows, so even rows of tiles run
-    # first and odd rows second: within a pass no two tasks touch the same element.
+def _winograd4_input_adjoint(dv, b, pad_top, pad_left, tiles_h, tiles_w, dx):
+    # dX += B dV B^T, the input transform's steps backwards on rows of values, with
+    # b = B (= (B^T)^T, 6x6). Tiles of rows ti and ti + 1 overlap by two input rows, so
+    # even rows of tiles run first and odd rows second: within a pass no two tasks touch
+    # the same element.
     n, h, w, c = dx.shape
+    cols = 4 * tiles_w + 2                  # the input columns a row of tiles reads
+    seg = min(w, cols - pad_left) * c       # the part of a dX row inside them
+    lo = pad_left * c
     for parity in range(2):
         rows_in_pass = (tiles_h - parity + 1) // 2
         for r in prange(n * rows_in_pass):
             img = r // rows_in_pass
             ti = 2 * (r % rows_in_pass) + parity
-            e = np.empty((6, 6, c), dtype=dx.dtype)     # a border tile, before it is cut
-            ih0 = 4 * ti - pad_top
+            # dV B^T along each tile's rows, added into six rows of the row of tiles'
+            # width: g[a, column 4 tj + j] += sum_k B[j, k] dV[6 a + k, t] (neighbouring
+            # tiles share two columns)
+            g = np.zeros((6, cols * c), dtype=dx.dtype)
             for tj in range(tiles_w):
                 t = (img * tiles_h + ti) * tiles_w + tj
-                iw0 = 4 * tj - pad_left
-                interior = 0 <= ih0 and ih0 + 6 <= h and 0 <= iw0 and iw0 + 6 <= w
-                if interior:
-                    dst, i, j = dx[img], ih0, iw0
-                else:
-                    e[:] = 0.0
-                    dst, i, j = e, 0, 0
-                _input_adjoint_tile(dv, t, dst, i, j)  # one call site, as in the input's
-                if not interior:
-                    _add_inside(e, dx, img, ih0, iw0)
+                k = 4 * tj * c
+                for a in range(6):
+                    ga = g[a]
+                    for j in range(6):
+                        _add_combine6(ga[k + j * c:k + (j + 1) * c], b[j], dv[6 * a, t],
+                                      dv[6 * a + 1, t], dv[6 * a + 2, t], dv[6 * a + 3, t],
+                                      dv[6 * a + 4, t], dv[6 * a + 5, t])
+            # then B down the columns: dX row ih0 + i += sum_a B[i, a] g[a], inside dX
+            ih0 = 4 * ti - pad_top
+            for i in range(6):
+                if 0 <= ih0 + i < h:
+                    row = dx[img, ih0 + i].reshape(-1)
+                    _add_combine6(row[:seg], b[i], g[0, lo:lo + seg], g[1, lo:lo + seg],
+                                  g[2, lo:lo + seg], g[3, lo:lo + seg], g[4, lo:lo + seg],
+                                  g[5, lo:lo + seg])
     return dx
-
-
-@njit(cache=True, nogil=True)
-def _add_inside(e, dx, img, ih0, iw0):
-    """dx[img, ih0 + a, iw0 + b] += e[a, b] where that is inside dx."""
-    h, w, c = dx.shape[1], dx.shape[2], dx.shape[3]
-    for a in range(max(0, -ih0), min(e.shape[0], h - ih0)):
-        for b in range(max(0, -iw0), min(e.shape[1], w - iw0)):
-            for ch in range(c):
-                dx[img, ih0 + a, iw0 + b, ch] += e[a, b, ch]
 
 
 def _input(x, pad_top, pad_left, tiles_h, tiles_w, v):
     """The input transform with F2's arguments: B^T in x's dtype."""
     return _winograd4_input(np.ascontiguousarray(x), B_T.astype(x.dtype), pad_top, pad_left,
                             tiles_h, tiles_w, v)
+
+
+def _input_adjoint(dv, pad_top, pad_left, tiles_h, tiles_w, dx):
+    """The input transform's adjoint with F2's arguments: B in dx's dtype; dx C-contiguous."""
+    return _winograd4_input_adjoint(dv, np.ascontiguousarray(B_T.T.astype(dx.dtype)), pad_top,
+                                    pad_left, tiles_h, tiles_w, dx)
 
 
 def _output(m, bias, code, tiles_h, tiles_w, y, logits, keep_logits):
@@ -390,7 +358,7 @@ def _output_pooled(m, bias, code, tiles_h, tiles_w, h_out, w_out, pool_size, y):
 
 
 F4 = Algorithm("F(4x4, 3x3)", 4, G, _input, _output, _winograd4_output_adjoint,
-               _winograd4_input_adjoint, _output_pooled)
+               _input_adjoint, _output_pooled)
 
 
 def conv3x3_winograd4_reference(x, kernel, bias, pads, activation=0, keep_logits=False):
