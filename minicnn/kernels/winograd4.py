@@ -134,6 +134,22 @@ def _winograd4_input(x, b_t, pad_top, pad_left, tiles_h, tiles_w, v):
     return v
 
 
+@njit(cache=True, nogil=True)
+def _down_columns(m, a_t, t0, tiles_w, c):
+    """A^T M down every column j of the tiles t0 .. t0 + tiles_w - 1 (a row of tiles):
+    p[u, j] = sum_i A^T[u, i] M[6 i + j], each a row of tiles_w * C values."""
+    p = np.empty((4, 6, tiles_w * c), dtype=m.dtype)
+    for u in range(4):
+        for j in range(6):
+            _combine6(p[u, j], a_t[u], m[j, t0:t0 + tiles_w].reshape(-1),
+                      m[6 + j, t0:t0 + tiles_w].reshape(-1),
+                      m[12 + j, t0:t0 + tiles_w].reshape(-1),
+                      m[18 + j, t0:t0 + tiles_w].reshape(-1),
+                      m[24 + j, t0:t0 + tiles_w].reshape(-1),
+                      m[30 + j, t0:t0 + tiles_w].reshape(-1))
+    return p
+
+
 @njit(parallel=True, cache=True, nogil=True)
 def _winograd4_output(m, a_t, bias, code, tiles_h, tiles_w, y, logits, keep_logits):
     n, h_out, w_out, c = y.shape
@@ -141,16 +157,7 @@ def _winograd4_output(m, a_t, bias, code, tiles_h, tiles_w, y, logits, keep_logi
         img = r // tiles_h
         ti = r % tiles_h
         t0 = r * tiles_w
-        # A^T M down every column j of the row's tiles: p[u, j] = sum_i A^T[u, i] M[6 i + j]
-        p = np.empty((4, 6, tiles_w * c), dtype=y.dtype)
-        for u in range(4):
-            for j in range(6):
-                _combine6(p[u, j], a_t[u], m[j, t0:t0 + tiles_w].reshape(-1),
-                          m[6 + j, t0:t0 + tiles_w].reshape(-1),
-                          m[12 + j, t0:t0 + tiles_w].reshape(-1),
-                          m[18 + j, t0:t0 + tiles_w].reshape(-1),
-                          m[24 + j, t0:t0 + tiles_w].reshape(-1),
-                          m[30 + j, t0:t0 + tiles_w].reshape(-1))
+        p = _down_columns(m, a_t, t0, tiles_w, c)
         # (A^T M) A along every row u of each tile: Z[4 ti + u, 4 tj + vv] =
         # sum_j A^T[vv, j] p[u, j, tile tj]; then the bias and the activation
         z = np.empty(c, dtype=y.dtype)
@@ -182,15 +189,7 @@ def _winograd4_output_pooled(m, a_t, bias, code, tiles_h, tiles_w, h_out, w_out,
         ti = r % tiles_h
         t0 = r * tiles_w
         if 4 * ti < h_used:
-            p = np.empty((4, 6, tiles_w * c), dtype=y.dtype)
-            for u in range(4):
-                for j in range(6):
-                    _combine6(p[u, j], a_t[u], m[j, t0:t0 + tiles_w].reshape(-1),
-                              m[6 + j, t0:t0 + tiles_w].reshape(-1),
-                              m[12 + j, t0:t0 + tiles_w].reshape(-1),
-                              m[18 + j, t0:t0 + tiles_w].reshape(-1),
-                              m[24 + j, t0:t0 + tiles_w].reshape(-1),
-                              m[30 + j, t0:t0 + tiles_w].reshape(-1))
+            p = _down_columns(m, a_t, t0, tiles_w, c)
             z = np.empty(c, dtype=y.dtype)
             for u in range(min(4, h_used - 4 * ti)):
                 i = 4 * ti + u
