@@ -134,11 +134,11 @@ def conv2d_inference(x, kernel, bias, strides, pads, activation=0, max_workspace
     chunk, per_image, winograd, (n, h_out, w_out, c_out) = micro_batches(
         x.shape, kernel.shape, strides, pads, activation, x.dtype.itemsize, max_workspace,
         winograd_min_channels, algorithm)
-    if pool is not None and not winograd:
-        raise ValueError(f"conv2d_inference: only Winograd computes a pooling in its output "
-                         f"transform; kernel {kernel.shape[:2]}, strides {tuple(strides)}, "
-                         f"{kernel.shape[2]} input channels are im2col's")
     if pool is not None:
+        if not winograd:
+            raise ValueError(f"conv2d_inference: only Winograd computes a pooling in its "
+                             f"output transform; kernel {kernel.shape[:2]}, strides "
+                             f"{tuple(strides)}, {kernel.shape[2]} input channels are im2col's")
         h_out, w_out = pool.out_hw
     keep_logits = activation == 2
     if not winograd and chunk >= n:

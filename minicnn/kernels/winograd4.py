@@ -97,12 +97,20 @@ def _combine6(out, coef, r0, r1, r2, r3, r4, r5):
         out[k] = c0 * r0[k] + c1 * r1[k] + c2 * r2[k] + c3 * r3[k] + c4 * r4[k] + c5 * r5[k]
 
 
+@njit(cache=True, nogil=True)
+def _row_span(w, c, tiles_w, pad_left):
+    """Where a row of tiles meets an input row of W pixels x C channels, as flat offsets:
+    (cols, seg, lo) with cols = 4 tiles_w + 2 the input columns the tiles read (the padding
+    included), seg = the values of the input row inside them, lo = where those start in a
+    row of cols * C values (after the left padding's)."""
+    cols = 4 * tiles_w + 2
+    return cols, min(w, cols - pad_left) * c, pad_left * c
+
+
 @njit(parallel=True, cache=True, nogil=True)
 def _winograd4_input(x, b_t, pad_top, pad_left, tiles_h, tiles_w, v):
     n, h, w, c = x.shape
-    cols = 4 * tiles_w + 2                  # the input columns a row of tiles reads
-    seg = min(w, cols - pad_left) * c       # the part of an input row inside them
-    lo = pad_left * c
+    cols, seg, lo = _row_span(w, c, tiles_w, pad_left)
     for r in prange(n * tiles_h):           # one row of tiles (n, ti) per task
         img = r // tiles_h
         ti = r % tiles_h
@@ -300,9 +308,7 @@ def _winograd4_input_adjoint(dv, b, pad_top, pad_left, tiles_h, tiles_w, dx):
     # even rows of tiles run first and odd rows second: within a pass no two tasks touch
     # the same element.
     n, h, w, c = dx.shape
-    cols = 4 * tiles_w + 2                  # the input columns a row of tiles reads
-    seg = min(w, cols - pad_left) * c       # the part of a dX row inside them
-    lo = pad_left * c
+    cols, seg, lo = _row_span(w, c, tiles_w, pad_left)
     for parity in range(2):
         rows_in_pass = (tiles_h - parity + 1) // 2
         for r in prange(n * rows_in_pass):
