@@ -191,6 +191,61 @@ def test_training_forward_and_backward_equal_plain_loops(algorithm, geometry, ac
 
 
 @ALGORITHMS
+@given(geometry=conv3x3_geometries(), activation=st.sampled_from([0, 1, 2]),
+       images=st.integers(1, 3), seed=st.integers(0, 2 ** 32 - 1))
+def test_passes_in_blocks_of_images_equal_the_whole_batch_at_once(algorithm, geometry,
+                                                                  activation, images, seed):
+    # Blocks of `images` images (block_bytes the V and M of that many) against block_bytes
+    # None: the transforms are per tile, so V is the same to the bit; the products differ at
+    # most by BLAS's rounding on fewer rows.
+    x, w, b, pads = conv3x3_case(geometry, seed)
+    n = x.shape[0]
+    x = np.concatenate([x, x[::-1] * 0.5])                  # 2 to 6 images
+    h_out, w_out = (x.shape[1] + pads[0] + pads[1] - 2, x.shape[2] + pads[2] + pads[3] - 2)
+    per_image = winograd.winograd_workspace_per_image(h_out, w_out, *w.shape[2:], 8, algorithm)
+    block_bytes = images * per_image
+    assert winograd.images_per_block(2 * n, (h_out, w_out), w.shape[2:], 8, algorithm,
+                                     block_bytes) == min(images, 2 * n)
+    y, logits, cache = winograd.winograd_forward(x, w, b, pads, activation, algorithm,
+                                                 block_bytes=block_bytes)
+    y_all, logits_all, cache_all = winograd.winograd_forward(x, w, b, pads, activation,
+                                                             algorithm, block_bytes=None)
+    t = 2 * n * winograd.tiles(h_out, w_out, algorithm.m)[0] * winograd.tiles(
+        h_out, w_out, algorithm.m)[1]
+    np.testing.assert_array_equal(cache.v[:, :t], cache_all.v[:, :t])
+    np.testing.assert_allclose(y, y_all, rtol=1e-13, atol=1e-13)
+    if activation == 2:
+        np.testing.assert_allclose(logits, logits_all, rtol=1e-13, atol=1e-13)
+    z_ref = reference.conv2d_forward(x, w, b, (1, 1), geometry[1])
+    np.testing.assert_allclose(logits if activation == 2 else y,
+                               z_ref if activation != 1 else np.maximum(z_ref, 0),
+                               rtol=1e-10, atol=1e-10)
+    y_inf, logits_inf = winograd.conv3x3_winograd(x, w, b, pads, activation, activation == 2,
+                                                  algorithm=algorithm, block_bytes=block_bytes)
+    np.testing.assert_allclose(y_inf, y_all, rtol=1e-13, atol=1e-13)
+    dz = np.random.default_rng(seed + 1).standard_normal(y.shape)
+    for got, want in zip(winograd.winograd_backward(dz, cache, from_logits=True),
+                         winograd.winograd_backward(dz, cache_all, from_logits=True)):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+def test_a_block_holds_the_images_whose_workspace_fits_and_at_least_one():
+    blocks = winograd.images_per_block
+    mib = 2 ** 20
+    assert blocks(32, (72, 72), (32, 64), 4, F4, 8 * mib) == 1        # 4.5 MB an image
+    assert blocks(32, (72, 72), (32, 64), 4, F4, 16 * mib) == 3
+    assert blocks(32, (34, 34), (64, 128), 4, F4, 8 * mib) == 3       # 2.2 MB an image
+    assert blocks(32, (148, 148), (32, 64), 4, F4, 8 * mib) == 32     # 19 MB an image
+    assert blocks(32, (148, 148), (32, 64), 4, F4, 40 * mib) == 2
+    assert blocks(5, (8, 8), (3, 4), 4, F4, 8 * mib) == 5
+    assert blocks(7, (72, 72), (32, 64), 4, F4, None) == 7
+    # products that dominate the passes: no blocks
+    assert blocks(32, (15, 15), (128, 128), 4, F4, 8 * mib) == 32
+    assert blocks(20, (35, 35), (256, 512), 4, F4, 2 ** 30) == 20
+    assert blocks(20, (35, 35), (127, 128), 4, F4, 6 * mib) == 2
+
+
+@ALGORITHMS
 @given(geometry=conv3x3_geometries(), seed=st.integers(0, 2 ** 32 - 1))
 def test_each_backward_transform_is_the_adjoint_of_its_forward(algorithm, geometry, seed):
     # <T(a), b> == <a, T*(b)> for the input and the output transforms.

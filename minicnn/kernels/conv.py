@@ -27,6 +27,7 @@ from minicnn.kernels.winograd4 import F4
 from minicnn.kernels.winograd import (
     WinogradCache,
     conv3x3_winograd,
+    images_per_block,
     winograd_backward,
     winograd_kernel,
     winograd_tiles,
@@ -140,6 +141,9 @@ def conv2d_inference(x, kernel, bias, strides, pads, activation=0, max_workspace
                              f"output transform; kernel {kernel.shape[:2]}, strides "
                              f"{tuple(strides)}, {kernel.shape[2]} input channels are im2col's")
         h_out, w_out = pool.out_hw
+    if winograd:                # and within that, blocks of images that stay in the cache
+        chunk = images_per_block(chunk, (h_out, w_out), kernel.shape[2:], x.dtype.itemsize,
+                                 algorithm)
     keep_logits = activation == 2
     if not winograd and chunk >= n:
         y, logits, _ = conv2d_forward(x, kernel, bias, strides, pads, activation, keep_cache=False)

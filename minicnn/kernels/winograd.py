@@ -47,6 +47,21 @@ G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], dtype=np
 A_T = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], dtype=np.float64)
 
 
+# Winograd's three passes (input transform, products, output transform) run over blocks of
+# images whose V and M together stay within this many bytes (at least one image), so that
+# each pass reads what the one before wrote while it is still in the cache. Over a whole
+# batch they go through memory: the lecture CNN's conv2d_1 at batch 32 has 143 MB of V and
+# M, and its three passes took 58 ms on an AMD EPYC (AVX-512, 32 MiB L3) against 41 ms in
+# blocks of 8 MiB (benchmarks/RESULTS.md, run 12). An image whose V and M alone exceed it
+# (VGG16's at 150x150 up to block2) gains nothing from blocks: its layers run whole.
+BLOCK_BYTES = 8 * 2 ** 20
+# Blocks pay where the passes' memory traffic dominates: with C_in C_out / (C_in + C_out)
+# multiply-adds per value of V and M below this (conv2d_1: 21, conv2d_2: 43); from it
+# on (128 and 128 channels: 64; 256 and 256: 128) the products' time dominates, and on a
+# block's fewer tiles they ran up to 35 % slower.
+BLOCKS_BELOW = 64
+
+
 def tiles(h_out, w_out, m=2):
     """(tiles_h, tiles_w): m x m output tiles covering an H_out x W_out output."""
     return -(-h_out // m), -(-w_out // m)
@@ -433,16 +448,22 @@ def tile_array(t, c, dtype, buffer=None, positions=16):
     return buffer[:positions * rows * c].reshape(positions, rows, c)
 
 
-def winograd_forward(x, kernel, bias, pads, activation=0, algorithm=F2):
+def winograd_forward(x, kernel, bias, pads, activation=0, algorithm=F2,
+                     block_bytes=BLOCK_BYTES):
     """Forward for training: returns (y, logits, cache), logits as conv2d_forward's (Z after
-    a sigmoid, else None). The cache keeps V; M is free again once y is written."""
+    a sigmoid, else None). The cache keeps the whole batch's V; M is one block's
+    (images_per_block), free again once y is written."""
     c_in, c_out = kernel.shape[2:]
-    t = _output_tiles(x.shape, pads, algorithm.m)[-1]
+    h_out, w_out, tiles_h, tiles_w, t = _output_tiles(x.shape, pads, algorithm.m)
+    tiles_per_image = tiles_h * tiles_w
+    block = images_per_block(x.shape[0], (h_out, w_out), (c_in, c_out), x.dtype.itemsize,
+                             algorithm, block_bytes)
     v = tile_array(t, c_in, x.dtype, positions=algorithm.positions)
-    m = tile_array(t, c_out, x.dtype, positions=algorithm.positions)
+    m = tile_array(block * tiles_per_image, c_out, x.dtype, positions=algorithm.positions)
     u = winograd_kernel(kernel, algorithm)
     y, logits = _transform_multiply_transform(np.ascontiguousarray(x), u, bias, pads,
-                                              activation, activation == 2, v, m, algorithm)
+                                              activation, activation == 2, v, m, algorithm,
+                                              block=block, keep_v=True)
     cache = WinogradCache(v, kernel, u, y, x.shape, tuple(pads), activation, algorithm)
     return y, logits, cache
 
@@ -464,23 +485,55 @@ def _output_tiles(x_shape, pads, m):
     return h_out, w_out, tiles_h, tiles_w, n * tiles_h * tiles_w
 
 
+def images_per_block(n, out_hw, kernel_channels, itemsize, algorithm,
+                     block_bytes=BLOCK_BYTES):
+    """Images in one block of Winograd's passes for n images of out_hw (H_out, W_out) output
+    and kernel_channels (C_in, C_out): as many as keep V and M within block_bytes. All n (no
+    blocks) when block_bytes is None, when one image's V and M exceed it (a block would not
+    stay in the cache either), or when the products do BLOCKS_BELOW or more multiply-adds
+    per value of V and M, C_in C_out / (C_in + C_out) (there the products' time dominates,
+    and on a block's fewer tiles they run slower)."""
+    c_in, c_out = kernel_channels
+    per_image = winograd_workspace_per_image(*out_hw, c_in, c_out, itemsize, algorithm)
+    if (block_bytes is None or per_image > block_bytes
+            or c_in * c_out >= BLOCKS_BELOW * (c_in + c_out)):
+        return max(n, 1)
+    return max(1, min(n, block_bytes // max(per_image, 1)))
+
+
 def _transform_multiply_transform(x, u, bias, pads, activation, keep_logits, v, m, algorithm,
-                                  pool=None):
-    """V = B^T d B into v, M = V @ U into m, then y = act(A^T M A + b). Returns (y, logits).
+                                  pool=None, block=None, keep_v=False):
+    """V = B^T d B into v, M = V @ U into m, then y = act(A^T M A + b), `block` images at a
+    time (None: all at once), each block's three passes one after the other, so that the
+    output transform reads M from the cache. Returns (y, logits).
+
+    v: the whole batch's tiles when keep_v (training: each block writes its own rows, and
+    v holds every tile's V afterwards), else one block's, reused; m: one block's.
     pool: a Pooling the output transform computes as well (algorithm.pools), y its output."""
-    h_out, w_out, tiles_h, tiles_w, t = _output_tiles(x.shape, pads, algorithm.m)
+    n = x.shape[0]
+    h_out, w_out, tiles_h, tiles_w, _ = _output_tiles(x.shape, pads, algorithm.m)
+    per_image = tiles_h * tiles_w
     c_out = u.shape[2]
-    algorithm.input(x, pads[0], pads[2], tiles_h, tiles_w, v)
-    np.matmul(v[:, :t], u, out=m[:, :t])                    # the 16 (or 36) products, one call
     if pool is not None:
-        y = np.empty((x.shape[0],) + tuple(pool.out_hw) + (c_out,), dtype=x.dtype)
+        y = np.empty((n,) + tuple(pool.out_hw) + (c_out,), dtype=x.dtype)
         b = pooling_bias(bias, activation, c_out, x.dtype)
-        algorithm.output_pooled(m, b, activation, tiles_h, tiles_w, h_out, w_out, pool.size, y)
-        return y, None
-    b = bias if bias is not None else np.zeros(c_out, dtype=x.dtype)
-    y = np.empty((x.shape[0], h_out, w_out, c_out), dtype=x.dtype)
+    else:
+        y = np.empty((n, h_out, w_out, c_out), dtype=x.dtype)
+        b = bias if bias is not None else np.zeros(c_out, dtype=x.dtype)
     logits = np.empty_like(y) if keep_logits else y
-    algorithm.output(m, b, activation, tiles_h, tiles_w, y, logits, keep_logits)
+    block = n if block is None else block
+    for start in range(0, n, block):
+        images = slice(start, min(start + block, n))
+        t = (images.stop - start) * per_image
+        v_block = v[:, start * per_image:] if keep_v else v
+        algorithm.input(x[images], pads[0], pads[2], tiles_h, tiles_w, v_block)
+        np.matmul(v_block[:, :t], u, out=m[:, :t])      # the 16 (or 36) products, one call
+        if pool is not None:
+            algorithm.output_pooled(m, b, activation, tiles_h, tiles_w, h_out, w_out,
+                                    pool.size, y[images])
+        else:
+            algorithm.output(m, b, activation, tiles_h, tiles_w, y[images], logits[images],
+                             keep_logits)
     return y, (logits if keep_logits else None)
 
 
@@ -526,7 +579,8 @@ class Pooling(NamedTuple):
 
 
 def conv3x3_winograd(x, kernel, bias, pads, activation=0, keep_logits=False,
-                     workspace=None, kernel_u=None, algorithm=F2, pool=None):
+                     workspace=None, kernel_u=None, algorithm=F2, pool=None,
+                     block_bytes=BLOCK_BYTES):
     """y = act(conv3x3(x) + b) at stride 1 by F(2x2, 3x3) (or algorithm's F(m x m, 3x3)).
     Returns (y, logits).
 
@@ -534,7 +588,8 @@ def conv3x3_winograd(x, kernel, bias, pads, activation=0, keep_logits=False,
     (P_top, P_bottom, P_left, P_right); activation: code 0 linear, 1 relu, 2 sigmoid.
     logits is Z = conv + b when keep_logits is set (and None otherwise).
     workspace: optional flat array of at least P * (T + 1) * (C_in + C_out) elements of
-    x's dtype to hold V and M (tile_array), T the number of tiles, P algorithm.positions.
+    x's dtype to hold V and M (tile_array), T the number of tiles of one block of images
+    (images_per_block of block_bytes), P algorithm.positions.
     kernel_u: U if already transformed.
     pool: a Pooling of the output, computed in the output transform (algorithm.pools must
     hold; activation linear or relu): y = act(maxpool(conv3x3(x)) + b), the same numbers as
@@ -543,14 +598,17 @@ def conv3x3_winograd(x, kernel, bias, pads, activation=0, keep_logits=False,
     """
     c_in, c_out = kernel.shape[2:]
     p = algorithm.positions
-    t = _output_tiles(x.shape, pads, algorithm.m)[-1]
+    h_out, w_out, tiles_h, tiles_w, _ = _output_tiles(x.shape, pads, algorithm.m)
+    block = images_per_block(x.shape[0], (h_out, w_out), (c_in, c_out), x.dtype.itemsize,
+                             algorithm, block_bytes)
+    t = block * tiles_h * tiles_w
     if workspace is None or workspace.size < p * (t | 1) * (c_in + c_out):
         workspace = np.empty(p * (t | 1) * (c_in + c_out), dtype=x.dtype)
     v = tile_array(t, c_in, x.dtype, workspace, p)
     m = tile_array(t, c_out, x.dtype, workspace[v.size:], p)
     u = winograd_kernel(kernel, algorithm) if kernel_u is None else kernel_u
     return _transform_multiply_transform(x, u, bias, pads, activation, keep_logits, v, m,
-                                         algorithm, pool)
+                                         algorithm, pool, block)
 
 
 def conv3x3_winograd_reference(x, kernel, bias, pads, activation=0, keep_logits=False):
