@@ -201,7 +201,7 @@ def test_passes_in_blocks_of_images_equal_the_whole_batch_at_once(algorithm, geo
     x, w, b, pads = conv3x3_case(geometry, seed)
     n = x.shape[0]
     x = np.concatenate([x, x[::-1] * 0.5])                  # 2 to 6 images
-    h_out, w_out = (x.shape[1] + pads[0] + pads[1] - 2, x.shape[2] + pads[2] + pads[3] - 2)
+    h_out, w_out, _, _, t = winograd._output_tiles(x.shape, pads, algorithm.m)
     per_image = winograd.winograd_workspace_per_image(h_out, w_out, *w.shape[2:], 8, algorithm)
     block_bytes = images * per_image
     assert winograd.images_per_block(2 * n, (h_out, w_out), w.shape[2:], 8, algorithm,
@@ -210,8 +210,6 @@ def test_passes_in_blocks_of_images_equal_the_whole_batch_at_once(algorithm, geo
                                                  block_bytes=block_bytes)
     y_all, logits_all, cache_all = winograd.winograd_forward(x, w, b, pads, activation,
                                                              algorithm, block_bytes=None)
-    t = 2 * n * winograd.tiles(h_out, w_out, algorithm.m)[0] * winograd.tiles(
-        h_out, w_out, algorithm.m)[1]
     np.testing.assert_array_equal(cache.v[:, :t], cache_all.v[:, :t])
     np.testing.assert_allclose(y, y_all, rtol=1e-13, atol=1e-13)
     if activation == 2:
@@ -223,6 +221,8 @@ def test_passes_in_blocks_of_images_equal_the_whole_batch_at_once(algorithm, geo
     y_inf, logits_inf = winograd.conv3x3_winograd(x, w, b, pads, activation, activation == 2,
                                                   algorithm=algorithm, block_bytes=block_bytes)
     np.testing.assert_allclose(y_inf, y_all, rtol=1e-13, atol=1e-13)
+    if activation == 2:
+        np.testing.assert_allclose(logits_inf, logits_all, rtol=1e-13, atol=1e-13)
     dz = np.random.default_rng(seed + 1).standard_normal(y.shape)
     for got, want in zip(winograd.winograd_backward(dz, cache, from_logits=True),
                          winograd.winograd_backward(dz, cache_all, from_logits=True)):

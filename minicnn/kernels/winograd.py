@@ -51,7 +51,7 @@ A_T = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], dtype=np.float64)
 # images whose V and M together stay within this many bytes (at least one image), so that
 # each pass reads what the one before wrote while it is still in the cache. Over a whole
 # batch they go through memory: the lecture CNN's conv2d_1 at batch 32 has 143 MB of V and
-# M, and its three passes took 58 ms on an AMD EPYC (AVX-512, 32 MiB L3) against 41 ms in
+# M, and its inference took 60 ms on an AMD EPYC (AVX-512, 32 MiB L3) against 41 ms in
 # blocks of 8 MiB (benchmarks/RESULTS.md, run 12). An image whose V and M alone exceed it
 # (VGG16's at 150x150 up to block2) gains nothing from blocks: its layers run whole.
 BLOCK_BYTES = 8 * 2 ** 20
@@ -521,7 +521,7 @@ def _transform_multiply_transform(x, u, bias, pads, activation, keep_logits, v, 
         y = np.empty((n, h_out, w_out, c_out), dtype=x.dtype)
         b = bias if bias is not None else np.zeros(c_out, dtype=x.dtype)
     logits = np.empty_like(y) if keep_logits else y
-    block = n if block is None else block
+    block = block or max(n, 1)
     for start in range(0, n, block):
         images = slice(start, min(start + block, n))
         t = (images.stop - start) * per_image
