@@ -1,10 +1,13 @@
 """What only Winograd's F(4x4, 3x3) needs tested (the rest, with F(2x2, 3x3): test_winograd.py):
 its transforms, its float32 rounding, its border tiles."""
+import contextlib
+
+import numba
 import numpy as np
 import pytest
 from hypothesis import assume, given, strategies as st
 
-from minicnn.kernels import conv2d_inference, maxpool_bias_activation, \
+from minicnn.kernels import blas, conv2d_inference, maxpool_bias_activation, \
     maxpool_bias_activation_reference, winograd, winograd4
 from minicnn.kernels.winograd import Pooling
 from minicnn.kernels.winograd4 import F4
@@ -135,3 +138,94 @@ def test_only_poolings_that_tile_the_output_from_its_corner_go_into_the_transfor
         conv2d_inference(np.zeros((1, 6, 6, 2), np.float32), np.zeros((3, 3, 2, 2), np.float32),
                          None, (1, 1), (0, 0, 0, 0), 0, None, None, F4,
                          pool=Pooling((2, 2), (2, 2)))
+
+
+@contextlib.contextmanager
+def fused_passes(on):
+    """The fused passes allowed (where runs_fused says) or not (blocks, as without a BLAS the
+    kernels can call)."""
+    before = blas.AVAILABLE
+    blas.AVAILABLE = on and before
+    try:
+        yield
+    finally:
+        blas.AVAILABLE = before
+
+
+def enough_images(x):
+    """x's images repeated (scaled) until every thread gets one: runs_fused's condition."""
+    copies = -(-max(2, numba.get_num_threads()) // x.shape[0])
+    return np.concatenate([x * (0.5 ** i) for i in range(copies)])
+
+
+@pytest.mark.skipif(not blas.AVAILABLE, reason="no BLAS the kernels can call")
+@given(geometry=conv3x3_geometries(), activation=st.sampled_from([0, 1, 2]),
+       dtype=st.sampled_from([np.float32, np.float64]), seed=st.integers(0, 2 ** 32 - 1))
+def test_the_fused_passes_equal_the_passes_in_blocks_forward_and_backward(
+        geometry, activation, dtype, seed):
+    # One image per task, the products by the BLAS one image at a time: the same numbers
+    # as the blocks' (the same products, row for row, up to BLAS's rounding on other
+    # row counts), the same V for the backward, and the plain loops' to rounding.
+    x, w, b, pads = conv3x3_case(geometry, seed, dtype)
+    x = enough_images(x)
+    assert winograd.runs_fused(x.shape[0], w.shape[2:], dtype, F4)
+    tolerance = 1e-5 if dtype == np.float32 else 1e-12
+    keep = activation == 2
+    y, logits = winograd.conv3x3_winograd(x, w, b, pads, activation, keep, algorithm=F4)
+    yt, logits_t, cache = winograd.winograd_forward(x, w, b, pads, activation, F4)
+    with fused_passes(False):
+        assert not winograd.runs_fused(x.shape[0], w.shape[2:], dtype, F4)
+        y_blocks, logits_blocks = winograd.conv3x3_winograd(x, w, b, pads, activation, keep,
+                                                            algorithm=F4)
+        yt_blocks, _, cache_blocks = winograd.winograd_forward(x, w, b, pads, activation, F4)
+        t = x.shape[0] * np.prod(winograd._output_tiles(x.shape, pads, 4)[2:4])
+        np.testing.assert_array_equal(cache.v[:, :t], cache_blocks.v[:, :t])
+        dz = np.random.default_rng(seed + 1).standard_normal(yt.shape).astype(dtype)
+        grads_blocks = winograd.winograd_backward(dz, cache_blocks, from_logits=True)  # V: dV
+    assert y.dtype == dtype
+    np.testing.assert_allclose(y, y_blocks, rtol=tolerance, atol=tolerance)
+    np.testing.assert_array_equal(yt, y)
+    np.testing.assert_allclose(yt, yt_blocks, rtol=tolerance, atol=tolerance)
+    if keep:
+        np.testing.assert_allclose(logits, logits_blocks, rtol=tolerance, atol=tolerance)
+        np.testing.assert_array_equal(logits_t, logits)
+    z_ref = reference.conv2d_forward(x.astype(np.float64), w.astype(np.float64),
+                                     b.astype(np.float64), (1, 1), geometry[1])
+    scale = max(1.0, float(np.abs(z_ref).max()))
+    np.testing.assert_allclose(logits if keep else y,
+                               z_ref if activation != 1 else np.maximum(z_ref, 0),
+                               rtol=tolerance, atol=tolerance * scale)
+    for got, want in zip(winograd.winograd_backward(dz, cache, from_logits=True), grads_blocks):
+        np.testing.assert_allclose(got, want, rtol=tolerance, atol=tolerance * scale)
+
+
+@pytest.mark.skipif(not blas.AVAILABLE, reason="no BLAS the kernels can call")
+@given(pooled_cases(), st.sampled_from([0, 1]), st.sampled_from([np.float32, np.float64]),
+       st.integers(0, 2 ** 32 - 1))
+def test_the_fused_passes_pool_as_the_passes_in_blocks_do(case, activation, dtype, seed):
+    geometry, size, window = case
+    x, w, b, pads = conv3x3_case(geometry, seed, dtype)
+    x = enough_images(x)
+    pool = Pooling(size, window[:2])
+    assert winograd.runs_fused(x.shape[0], w.shape[2:], dtype, F4)
+    fused, _ = conv2d_inference(x, w, b, (1, 1), pads, activation, None, 1, F4, pool=pool)
+    with fused_passes(False):
+        blocks, _ = conv2d_inference(x, w, b, (1, 1), pads, activation, None, 1, F4, pool=pool)
+    tolerance = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(fused, blocks, rtol=tolerance, atol=tolerance)
+    z, _ = winograd.conv3x3_winograd(x, w, None, pads, algorithm=F4)      # fused as well
+    np.testing.assert_array_equal(fused, maxpool_bias_activation(z, size, size, window[2:], b,
+                                                                 activation))
+
+
+def test_the_passes_run_fused_only_where_they_pay_and_can():
+    threads = numba.get_num_threads()
+    fuses = winograd.runs_fused
+    assert fuses(max(threads, 2), (32, 64), np.float32, F4) == blas.AVAILABLE
+    assert not fuses(max(threads, 2), (32, 64), np.float32, winograd.F2)    # F4 only
+    assert not fuses(max(threads, 2), (256, 256), np.float32, F4)           # products dominate
+    assert not fuses(max(threads, 2), (32, 64), np.float16, F4)             # no half BLAS
+    if threads > 1:
+        assert not fuses(threads - 1, (32, 64), np.float32, F4)             # a thread idle
+    with fused_passes(False):
+        assert not fuses(max(threads, 2), (32, 64), np.float32, F4)

@@ -28,6 +28,7 @@ from minicnn.kernels.winograd import (
     WinogradCache,
     conv3x3_winograd,
     images_per_block,
+    runs_fused,
     winograd_backward,
     winograd_kernel,
     winograd_tiles,
@@ -141,19 +142,24 @@ def conv2d_inference(x, kernel, bias, strides, pads, activation=0, max_workspace
                              f"output transform; kernel {kernel.shape[:2]}, strides "
                              f"{tuple(strides)}, {kernel.shape[2]} input channels are im2col's")
         h_out, w_out = pool.out_hw
-    if winograd:                # and within that, blocks of images that stay in the cache
+    fused = winograd and runs_fused(chunk, kernel.shape[2:], x.dtype, algorithm)
+    if winograd and not fused:  # within that, blocks of images that stay in the cache
         chunk = images_per_block(chunk, (h_out, w_out), kernel.shape[2:], x.dtype.itemsize,
                                  algorithm)
     keep_logits = activation == 2
     if not winograd and chunk >= n:
         y, logits, _ = conv2d_forward(x, kernel, bias, strides, pads, activation, keep_cache=False)
         return y, logits
+    if fused and chunk >= n:
+        return conv3x3_winograd(x, kernel, bias, pads, activation, keep_logits,
+                                algorithm=algorithm, pool=pool)
     y = np.empty((n, h_out, w_out, c_out), dtype=x.dtype)
     logits = np.empty_like(y) if keep_logits else None
-    # (Winograd's V and M take one tile more each: winograd.tile_array)
-    workspace = np.empty(chunk * per_image // x.dtype.itemsize
-                         + (algorithm.positions * (kernel.shape[2] + c_out) if winograd else 0),
-                         dtype=x.dtype)
+    # (Winograd's V and M take one tile more each: winograd.tile_array; fused, each task
+    # has its own image's)
+    workspace = None if fused else np.empty(
+        chunk * per_image // x.dtype.itemsize
+        + (algorithm.positions * (kernel.shape[2] + c_out) if winograd else 0), dtype=x.dtype)
     kernel_u = winograd_kernel(kernel, algorithm) if winograd else None
     for start in range(0, n, chunk):
         part = slice(start, min(start + chunk, n))

@@ -33,9 +33,11 @@ entries 0, +-1 and +-1/2, so float32 results differ from im2col's only by roundi
 """
 from typing import NamedTuple
 
+import numba
 import numpy as np
 from numba import njit, prange
 
+from minicnn.kernels import blas
 from minicnn.kernels.elementwise import activate
 from minicnn.kernels.elementwise import layer_dz_and_db
 from minicnn.kernels.geometry import window_output_size
@@ -60,6 +62,13 @@ BLOCK_BYTES = 8 * 2 ** 20
 # on (128 and 128 channels: 64; 256 and 256: 128) the products' time dominates, and on a
 # block's fewer tiles they ran up to 35 % slower.
 BLOCKS_BELOW = 64
+# Fused instead (Algorithm.fused, where the BLAS can be called from the kernel:
+# minicnn.kernels.blas), each task runs the three passes on one image on its own core, the
+# products single-threaded: 1.15-1.7x faster than blocks for the lecture CNN's layers (32 to
+# 128 channels), 1.05-1.15x for VGG16's up to 128 channels, level or slower from 256 and 256
+# channels on (C_in C_out / (C_in + C_out) = 128), where the products dominate and U no longer fits
+# a core's cache (benchmarks/RESULTS.md, run 13).
+FUSED_BELOW = 96
 
 
 def tiles(h_out, w_out, m=2):
@@ -406,6 +415,10 @@ class Algorithm(NamedTuple):
     output_pooled: object = None  # y = act(maxpool(A^T M A) + b) in the same pass:
                                   #   (m, bias, code, tiles_h, tiles_w, h_out, w_out,
                                   #    pool_size, y), bias as maxpool_bias_activation's
+    fused: object = None        # the three passes an image per task, the products by the
+                                # BLAS (minicnn.kernels.blas; runs_fused says where):
+                                #   (x, u, bias, code, pads, tiles_h, tiles_w, h_out, w_out,
+                                #    pool_size or None, y, logits, keep_logits, v_all)
 
     def pools(self, pool_size, strides, pads) -> bool:
         """Whether output_pooled computes this max-pooling of the convolution's output:
@@ -456,14 +469,18 @@ def winograd_forward(x, kernel, bias, pads, activation=0, algorithm=F2,
     c_in, c_out = kernel.shape[2:]
     h_out, w_out, tiles_h, tiles_w, t = _output_tiles(x.shape, pads, algorithm.m)
     tiles_per_image = tiles_h * tiles_w
-    block = images_per_block(x.shape[0], (h_out, w_out), (c_in, c_out), x.dtype.itemsize,
-                             algorithm, block_bytes)
     v = tile_array(t, c_in, x.dtype, positions=algorithm.positions)
-    m = tile_array(block * tiles_per_image, c_out, x.dtype, positions=algorithm.positions)
     u = winograd_kernel(kernel, algorithm)
-    y, logits = _transform_multiply_transform(np.ascontiguousarray(x), u, bias, pads,
-                                              activation, activation == 2, v, m, algorithm,
-                                              block=block, keep_v=True)
+    if runs_fused(x.shape[0], (c_in, c_out), x.dtype, algorithm):
+        y, logits = _fused_passes(x, u, bias, pads, activation, activation == 2, algorithm,
+                                  v_all=v)
+    else:
+        block = images_per_block(x.shape[0], (h_out, w_out), (c_in, c_out),
+                                 x.dtype.itemsize, algorithm, block_bytes)
+        m = tile_array(block * tiles_per_image, c_out, x.dtype, positions=algorithm.positions)
+        y, logits = _transform_multiply_transform(np.ascontiguousarray(x), u, bias, pads,
+                                                  activation, activation == 2, v, m,
+                                                  algorithm, block=block, keep_v=True)
     cache = WinogradCache(v, kernel, u, y, x.shape, tuple(pads), activation, algorithm)
     return y, logits, cache
 
@@ -483,6 +500,48 @@ def _output_tiles(x_shape, pads, m):
     w_out = window_output_size(w, 3, 1, pads[2], pads[3])
     tiles_h, tiles_w = tiles(h_out, w_out, m)
     return h_out, w_out, tiles_h, tiles_w, n * tiles_h * tiles_w
+
+
+def runs_fused(n, kernel_channels, dtype, algorithm):
+    """Whether n images' three passes run fused, an image per task (algorithm.fused): where
+    the algorithm has that kernel, the BLAS can be called from it (blas.AVAILABLE), every
+    thread gets an image, and the products do fewer than FUSED_BELOW multiply-adds per
+    value of V and M."""
+    c_in, c_out = kernel_channels
+    return (algorithm.fused is not None and blas.AVAILABLE and n >= numba.get_num_threads()
+            and np.dtype(dtype) in (np.float32, np.float64)
+            and c_in * c_out < FUSED_BELOW * (c_in + c_out))
+
+
+def _output_arrays(x, c_out, bias, pads, activation, keep_logits, algorithm, pool):
+    """(y, logits, b) of a convolution's three passes: y the output (pooled when pool is
+    given), logits Z beside it when keep_logits (else y itself), b the bias the output
+    transform adds (zeros for none; pooling_bias's when pooled)."""
+    n = x.shape[0]
+    h_out, w_out = _output_tiles(x.shape, pads, algorithm.m)[:2]
+    if pool is not None:
+        y = np.empty((n,) + tuple(pool.out_hw) + (c_out,), dtype=x.dtype)
+        b = pooling_bias(bias, activation, c_out, x.dtype)
+    else:
+        y = np.empty((n, h_out, w_out, c_out), dtype=x.dtype)
+        b = bias if bias is not None else np.zeros(c_out, dtype=x.dtype)
+    return y, (np.empty_like(y) if keep_logits else y), b
+
+
+def _fused_passes(x, u, bias, pads, activation, keep_logits, algorithm, pool=None,
+                  v_all=None):
+    """The three passes by algorithm.fused (runs_fused must hold), V into v_all when given
+    (training: the whole batch's tiles), else into each task's own array. Returns
+    (y, logits)."""
+    h_out, w_out, tiles_h, tiles_w, _ = _output_tiles(x.shape, pads, algorithm.m)
+    y, logits, b = _output_arrays(x, u.shape[2], bias, pads, activation, keep_logits,
+                                  algorithm, pool)
+    if v_all is None:
+        v_all = np.empty((algorithm.positions, 0, u.shape[1]), dtype=x.dtype)
+    with blas.one_blas_thread():
+        algorithm.fused(x, u, b, activation, pads, tiles_h, tiles_w, h_out, w_out,
+                        None if pool is None else pool.size, y, logits, keep_logits, v_all)
+    return y, (logits if keep_logits else None)
 
 
 def images_per_block(n, out_hw, kernel_channels, itemsize, algorithm,
@@ -513,14 +572,8 @@ def _transform_multiply_transform(x, u, bias, pads, activation, keep_logits, v, 
     n = x.shape[0]
     h_out, w_out, tiles_h, tiles_w, _ = _output_tiles(x.shape, pads, algorithm.m)
     per_image = tiles_h * tiles_w
-    c_out = u.shape[2]
-    if pool is not None:
-        y = np.empty((n,) + tuple(pool.out_hw) + (c_out,), dtype=x.dtype)
-        b = pooling_bias(bias, activation, c_out, x.dtype)
-    else:
-        y = np.empty((n, h_out, w_out, c_out), dtype=x.dtype)
-        b = bias if bias is not None else np.zeros(c_out, dtype=x.dtype)
-    logits = np.empty_like(y) if keep_logits else y
+    y, logits, b = _output_arrays(x, u.shape[2], bias, pads, activation, keep_logits,
+                                  algorithm, pool)
     block = block or max(n, 1)
     for start in range(0, n, block):
         images = slice(start, min(start + block, n))
@@ -599,6 +652,9 @@ def conv3x3_winograd(x, kernel, bias, pads, activation=0, keep_logits=False,
     c_in, c_out = kernel.shape[2:]
     p = algorithm.positions
     h_out, w_out, tiles_h, tiles_w, _ = _output_tiles(x.shape, pads, algorithm.m)
+    u = winograd_kernel(kernel, algorithm) if kernel_u is None else kernel_u
+    if runs_fused(x.shape[0], (c_in, c_out), x.dtype, algorithm):
+        return _fused_passes(x, u, bias, pads, activation, keep_logits, algorithm, pool)
     block = images_per_block(x.shape[0], (h_out, w_out), (c_in, c_out), x.dtype.itemsize,
                              algorithm, block_bytes)
     t = block * tiles_h * tiles_w
@@ -606,7 +662,6 @@ def conv3x3_winograd(x, kernel, bias, pads, activation=0, keep_logits=False,
         workspace = np.empty(p * (t | 1) * (c_in + c_out), dtype=x.dtype)
     v = tile_array(t, c_in, x.dtype, workspace, p)
     m = tile_array(t, c_out, x.dtype, workspace[v.size:], p)
-    u = winograd_kernel(kernel, algorithm) if kernel_u is None else kernel_u
     return _transform_multiply_transform(x, u, bias, pads, activation, keep_logits, v, m,
                                          algorithm, pool, block)
 

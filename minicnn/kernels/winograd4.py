@@ -38,6 +38,7 @@ fewer multiply-adds where F(2x2, 3x3) saves 2.25x.
 import numpy as np
 from numba import njit, prange
 
+from minicnn.kernels.blas import matmul_rows
 from minicnn.kernels.winograd import Algorithm, bias_activation_row, winograd_reference
 
 B_T = np.array([[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
@@ -107,38 +108,43 @@ def _row_span(w, c, tiles_w, pad_left):
     return cols, min(w, cols - pad_left) * c, pad_left * c
 
 
-@njit(parallel=True, cache=True, nogil=True)
-def _winograd4_input(x, b_t, pad_top, pad_left, tiles_h, tiles_w, v):
+@njit(cache=True, nogil=True)
+def _input_row(x, b_t, pad_top, pad_left, tiles_w, img, ti, v, t0):
+    """V of the row of tiles ti of image img, into v's tiles t0 .. t0 + tiles_w - 1."""
     n, h, w, c = x.shape
     cols, seg, lo = _row_span(w, c, tiles_w, pad_left)
-    for r in prange(n * tiles_h):           # one row of tiles (n, ti) per task
-        img = r // tiles_h
-        ti = r % tiles_h
-        ih0 = 4 * ti - pad_top
-        # its six input rows, a row of zeros for each one outside x
-        zero = np.zeros(w * c, dtype=x.dtype)
-        r0 = x[img, ih0].reshape(-1) if 0 <= ih0 < h else zero
-        r1 = x[img, ih0 + 1].reshape(-1) if 0 <= ih0 + 1 < h else zero
-        r2 = x[img, ih0 + 2].reshape(-1) if 0 <= ih0 + 2 < h else zero
-        r3 = x[img, ih0 + 3].reshape(-1) if 0 <= ih0 + 3 < h else zero
-        r4 = x[img, ih0 + 4].reshape(-1) if 0 <= ih0 + 4 < h else zero
-        r5 = x[img, ih0 + 5].reshape(-1) if 0 <= ih0 + 5 < h else zero
-        # B^T down the columns, whole rows at a time: e[a] = sum_i B^T[a, i] row_i, zeros
-        # in the padding's columns
-        e = np.zeros((6, cols * c), dtype=x.dtype)
+    ih0 = 4 * ti - pad_top
+    # its six input rows, a row of zeros for each one outside x
+    zero = np.zeros(w * c, dtype=x.dtype)
+    r0 = x[img, ih0].reshape(-1) if 0 <= ih0 < h else zero
+    r1 = x[img, ih0 + 1].reshape(-1) if 0 <= ih0 + 1 < h else zero
+    r2 = x[img, ih0 + 2].reshape(-1) if 0 <= ih0 + 2 < h else zero
+    r3 = x[img, ih0 + 3].reshape(-1) if 0 <= ih0 + 3 < h else zero
+    r4 = x[img, ih0 + 4].reshape(-1) if 0 <= ih0 + 4 < h else zero
+    r5 = x[img, ih0 + 5].reshape(-1) if 0 <= ih0 + 5 < h else zero
+    # B^T down the columns, whole rows at a time: e[a] = sum_i B^T[a, i] row_i, zeros
+    # in the padding's columns
+    e = np.zeros((6, cols * c), dtype=x.dtype)
+    for a in range(6):
+        _combine6(e[a, lo:lo + seg], b_t[a], r0[:seg], r1[:seg], r2[:seg], r3[:seg],
+                  r4[:seg], r5[:seg])
+    # then d B along each tile's row of e: V[6 a + b, t] = sum_j B^T[b, j] e[a, 4 tj + j]
+    for tj in range(tiles_w):
+        t = t0 + tj
+        k = 4 * tj * c
         for a in range(6):
-            _combine6(e[a, lo:lo + seg], b_t[a], r0[:seg], r1[:seg], r2[:seg], r3[:seg],
-                      r4[:seg], r5[:seg])
-        # then d B along each tile's row of e: V[6 a + b, t] = sum_j B^T[b, j] e[a, 4 tj + j]
-        for tj in range(tiles_w):
-            t = r * tiles_w + tj
-            k = 4 * tj * c
-            for a in range(6):
-                ea = e[a]
-                for b in range(6):
-                    _combine6(v[6 * a + b, t], b_t[b], ea[k:k + c], ea[k + c:k + 2 * c],
-                              ea[k + 2 * c:k + 3 * c], ea[k + 3 * c:k + 4 * c],
-                              ea[k + 4 * c:k + 5 * c], ea[k + 5 * c:k + 6 * c])
+            ea = e[a]
+            for b in range(6):
+                _combine6(v[6 * a + b, t], b_t[b], ea[k:k + c], ea[k + c:k + 2 * c],
+                          ea[k + 2 * c:k + 3 * c], ea[k + 3 * c:k + 4 * c],
+                          ea[k + 4 * c:k + 5 * c], ea[k + 5 * c:k + 6 * c])
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def _winograd4_input(x, b_t, pad_top, pad_left, tiles_h, tiles_w, v):
+    for r in prange(x.shape[0] * tiles_h):  # one row of tiles (n, ti) per task
+        _input_row(x, b_t, pad_top, pad_left, tiles_w, r // tiles_h, r % tiles_h, v,
+                   r * tiles_w)
     return v
 
 
@@ -158,77 +164,114 @@ def _down_columns(m, a_t, t0, tiles_w, c):
     return p
 
 
+@njit(cache=True, nogil=True)
+def _output_row(m, a_t, bias, code, tiles_w, y, logits, keep_logits, img, ti, t0):
+    """Output rows 4 ti .. 4 ti + 3 of image img from m's tiles t0 .. t0 + tiles_w - 1."""
+    h_out, w_out, c = y.shape[1], y.shape[2], y.shape[3]
+    p = _down_columns(m, a_t, t0, tiles_w, c)
+    # (A^T M) A along every row u of each tile: Z[4 ti + u, 4 tj + vv] =
+    # sum_j A^T[vv, j] p[u, j, tile tj]; then the bias and the activation
+    z = np.empty(c, dtype=y.dtype)
+    for u in range(min(4, h_out - 4 * ti)):
+        i = 4 * ti + u
+        pu = p[u]
+        for tj in range(tiles_w):
+            col = tj * c
+            for vv in range(min(4, w_out - 4 * tj)):
+                _combine6(z, a_t[vv], pu[0, col:col + c], pu[1, col:col + c],
+                          pu[2, col:col + c], pu[3, col:col + c], pu[4, col:col + c],
+                          pu[5, col:col + c])
+                bias_activation_row(y[img, i, 4 * tj + vv], logits[img, i, 4 * tj + vv],
+                                    keep_logits, z, bias, code)
+
+
 @njit(parallel=True, cache=True, nogil=True)
 def _winograd4_output(m, a_t, bias, code, tiles_h, tiles_w, y, logits, keep_logits):
-    n, h_out, w_out, c = y.shape
-    for r in prange(n * tiles_h):           # one row of tiles (n, ti) per task
-        img = r // tiles_h
-        ti = r % tiles_h
-        t0 = r * tiles_w
-        p = _down_columns(m, a_t, t0, tiles_w, c)
-        # (A^T M) A along every row u of each tile: Z[4 ti + u, 4 tj + vv] =
-        # sum_j A^T[vv, j] p[u, j, tile tj]; then the bias and the activation
-        z = np.empty(c, dtype=y.dtype)
-        for u in range(min(4, h_out - 4 * ti)):
-            i = 4 * ti + u
-            pu = p[u]
-            for tj in range(tiles_w):
-                col = tj * c
-                for vv in range(min(4, w_out - 4 * tj)):
-                    _combine6(z, a_t[vv], pu[0, col:col + c], pu[1, col:col + c],
-                              pu[2, col:col + c], pu[3, col:col + c], pu[4, col:col + c],
-                              pu[5, col:col + c])
-                    bias_activation_row(y[img, i, 4 * tj + vv], logits[img, i, 4 * tj + vv],
-                                         keep_logits, z, bias, code)
+    for r in prange(y.shape[0] * tiles_h):  # one row of tiles (n, ti) per task
+        _output_row(m, a_t, bias, code, tiles_w, y, logits, keep_logits, r // tiles_h,
+                    r % tiles_h, r * tiles_w)
     return y
+
+
+@njit(cache=True, nogil=True)
+def _output_pooled_row(m, a_t, bias, code, tiles_w, h_out, w_out, k_h, k_w, y, img, ti, t0):
+    """As _output_row, but each output row of channels goes into the maximum of its
+    pooling window (k_h x k_w, stride = size, from the top-left corner) instead of into Y;
+    the bias and activation follow on the pooled rows. k_h divides 4, so a window's rows
+    lie in one row of tiles and each row of tiles owns the pooled rows it writes."""
+    h_pool, w_pool, c = y.shape[1], y.shape[2], y.shape[3]
+    h_used, w_used = min(h_out, h_pool * k_h), min(w_out, w_pool * k_w)
+    if 4 * ti >= h_used:
+        return
+    zero = np.float32(0)
+    p = _down_columns(m, a_t, t0, tiles_w, c)
+    z = np.empty(c, dtype=y.dtype)
+    for u in range(min(4, h_used - 4 * ti)):
+        i = 4 * ti + u
+        pooled_row = y[img, i // k_h]
+        first_row = i % k_h == 0
+        pu = p[u]
+        for tj in range(tiles_w):
+            col = tj * c
+            for vv in range(min(4, w_used - 4 * tj)):
+                j = 4 * tj + vv
+                _combine6(z, a_t[vv], pu[0, col:col + c], pu[1, col:col + c],
+                          pu[2, col:col + c], pu[3, col:col + c], pu[4, col:col + c],
+                          pu[5, col:col + c])
+                out = pooled_row[j // k_w]
+                if first_row and j % k_w == 0:      # a window's first cell
+                    for ch in range(c):
+                        out[ch] = z[ch]
+                else:
+                    for ch in range(c):
+                        out[ch] = np.maximum(out[ch], z[ch])
+    # then act(max + b) on the pooled rows this row of tiles filled, as
+    # minicnn.kernels.maxpool_bias_activation does (a loop per case, vectorized)
+    for pi in range(4 * ti // k_h, min(h_pool, (4 * ti + 4) // k_h)):
+        for pj in range(w_pool):
+            out = y[img, pi, pj]
+            if code == 1:
+                for ch in range(c):
+                    out[ch] = np.maximum(out[ch] + bias[ch], zero)
+            elif bias.size:
+                for ch in range(c):
+                    out[ch] += bias[ch]
 
 
 @njit(parallel=True, cache=True, nogil=True)
 def _winograd4_output_pooled(m, a_t, bias, code, tiles_h, tiles_w, h_out, w_out, k_h, k_w, y):
-    # As _winograd4_output, but each output row of channels goes into the maximum of its
-    # pooling window (k_h x k_w, stride = size, from the top-left corner) instead of into Y;
-    # the bias and activation follow on the pooled rows. k_h divides 4, so a window's rows
-    # lie in one row of tiles and each task owns the pooled rows it writes.
-    n, h_pool, w_pool, c = y.shape
-    h_used, w_used = min(h_out, h_pool * k_h), min(w_out, w_pool * k_w)
-    zero = np.float32(0)
-    for r in prange(n * tiles_h):
-        img = r // tiles_h
-        ti = r % tiles_h
-        t0 = r * tiles_w
-        if 4 * ti < h_used:
-            p = _down_columns(m, a_t, t0, tiles_w, c)
-            z = np.empty(c, dtype=y.dtype)
-            for u in range(min(4, h_used - 4 * ti)):
-                i = 4 * ti + u
-                pooled_row = y[img, i // k_h]
-                first_row = i % k_h == 0
-                pu = p[u]
-                for tj in range(tiles_w):
-                    col = tj * c
-                    for vv in range(min(4, w_used - 4 * tj)):
-                        j = 4 * tj + vv
-                        _combine6(z, a_t[vv], pu[0, col:col + c], pu[1, col:col + c],
-                                  pu[2, col:col + c], pu[3, col:col + c], pu[4, col:col + c],
-                                  pu[5, col:col + c])
-                        out = pooled_row[j // k_w]
-                        if first_row and j % k_w == 0:      # a window's first cell
-                            for ch in range(c):
-                                out[ch] = z[ch]
-                        else:
-                            for ch in range(c):
-                                out[ch] = np.maximum(out[ch], z[ch])
-            # then act(max + b) on the pooled rows this row of tiles filled, as
-            # minicnn.kernels.maxpool_bias_activation does (a loop per case, vectorized)
-            for pi in range(4 * ti // k_h, min(h_pool, (4 * ti + 4) // k_h)):
-                for pj in range(w_pool):
-                    out = y[img, pi, pj]
-                    if code == 1:
-                        for ch in range(c):
-                            out[ch] = np.maximum(out[ch] + bias[ch], zero)
-                    elif bias.size:
-                        for ch in range(c):
-                            out[ch] += bias[ch]
+    for r in prange(y.shape[0] * tiles_h):
+        _output_pooled_row(m, a_t, bias, code, tiles_w, h_out, w_out, k_h, k_w, y,
+                           r // tiles_h, r % tiles_h, r * tiles_w)
+    return y
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def _winograd4_fused(x, b_t, u, a_t, bias, code, pad_top, pad_left, tiles_h, tiles_w,
+                     h_out, w_out, k_h, k_w, y, logits, keep_logits, v_all):
+    # One image per task, its three passes one after the other on its own core: V of its
+    # tiles, the 36 products by the BLAS (single-threaded: minicnn.kernels.blas), then the
+    # output transform (into the pooling's output when k_h > 0). V goes into v_all (the
+    # whole batch's tiles, kept for the backward) when it has rows, else into the task's
+    # own array; M is always the task's.
+    n, c_in, c_out = x.shape[0], x.shape[3], u.shape[2]
+    per = tiles_h * tiles_w
+    keep_v = v_all.shape[1] > 0
+    for img in prange(n):
+        v = v_all if keep_v else np.empty((36, per | 1, c_in), dtype=x.dtype)
+        first = img * per if keep_v else 0          # the image's first tile in v
+        m = np.empty((36, per | 1, c_out), dtype=x.dtype)
+        for ti in range(tiles_h):
+            _input_row(x, b_t, pad_top, pad_left, tiles_w, img, ti, v, first + ti * tiles_w)
+        for xi in range(36):
+            matmul_rows(v[xi, first:], u[xi], m[xi], per)
+        for ti in range(tiles_h):
+            if k_h > 0:
+                _output_pooled_row(m, a_t, bias, code, tiles_w, h_out, w_out, k_h, k_w, y,
+                                   img, ti, ti * tiles_w)
+            else:
+                _output_row(m, a_t, bias, code, tiles_w, y, logits, keep_logits, img, ti,
+                            ti * tiles_w)
     return y
 
 
@@ -362,8 +405,18 @@ def _output_pooled(m, bias, code, tiles_h, tiles_w, h_out, w_out, pool_size, y):
                                     h_out, w_out, pool_size[0], pool_size[1], y)
 
 
+def _fused(x, u, bias, code, pads, tiles_h, tiles_w, h_out, w_out, pool_size, y, logits,
+           keep_logits, v_all):
+    """The three passes an image per task (Algorithm.fused), with F2's other arguments: A^T
+    and B^T in x's dtype; pool_size None or the pooling whose output y is."""
+    k_h, k_w = (0, 0) if pool_size is None else pool_size
+    return _winograd4_fused(np.ascontiguousarray(x), B_T.astype(x.dtype), u,
+                            A_T.astype(x.dtype), bias, code, pads[0], pads[2], tiles_h,
+                            tiles_w, h_out, w_out, k_h, k_w, y, logits, keep_logits, v_all)
+
+
 F4 = Algorithm("F(4x4, 3x3)", 4, G, _input, _output, _winograd4_output_adjoint,
-               _input_adjoint, _output_pooled)
+               _input_adjoint, _output_pooled, _fused)
 
 
 def conv3x3_winograd4_reference(x, kernel, bias, pads, activation=0, keep_logits=False):
