@@ -1,7 +1,10 @@
 """Hypothesis strategies for window geometries (kernel/pool, strides, padding, sizes)."""
+import contextlib
+
 import numpy as np
 from hypothesis import strategies as st
 
+from minicnn.kernels import blas
 from minicnn.shapes import window_2d
 
 
@@ -40,3 +43,16 @@ def conv3x3_case(geometry, seed, dtype=np.float64):
     b = rng.standard_normal(c_out).astype(dtype)
     pads = window_2d(x_shape[1], x_shape[2], (3, 3), (1, 1), padding)[2:]
     return x, w, b, pads
+
+
+@contextlib.contextmanager
+def fused_passes(on):
+    """Winograd's fused passes allowed (where runs_fused says) or not: the blocks run, as
+    where NumPy's BLAS cannot be called from the kernels; the blocks are the fused passes'
+    reference."""
+    before = blas.AVAILABLE
+    blas.AVAILABLE = on and before
+    try:
+        yield
+    finally:
+        blas.AVAILABLE = before

@@ -12,7 +12,7 @@ from minicnn.kernels.winograd4 import F4
 from minicnn.model import Sequential
 
 import reference
-from strategies import conv3x3_case, conv3x3_geometries
+from strategies import conv3x3_case, conv3x3_geometries, fused_passes
 
 ALGORITHMS = pytest.mark.parametrize("algorithm", [F2, F4], ids=["F2", "F4"])
 TWINS = {2: winograd.conv3x3_winograd_reference, 4: winograd4.conv3x3_winograd4_reference}
@@ -198,35 +198,36 @@ def test_passes_in_blocks_of_images_equal_the_whole_batch_at_once(algorithm, geo
     # Blocks of `images` images (block_bytes the V and M of that many) against block_bytes
     # None: the transforms are per tile, so V is the same to the bit; the products differ at
     # most by BLAS's rounding on fewer rows.
-    x, w, b, pads = conv3x3_case(geometry, seed)
-    n = x.shape[0]
-    x = np.concatenate([x, x[::-1] * 0.5])                  # 2 to 6 images
-    h_out, w_out, _, _, t = winograd._output_tiles(x.shape, pads, algorithm.m)
-    per_image = winograd.winograd_workspace_per_image(h_out, w_out, *w.shape[2:], 8, algorithm)
-    block_bytes = images * per_image
-    assert winograd.images_per_block(2 * n, (h_out, w_out), w.shape[2:], 8, algorithm,
-                                     block_bytes) == min(images, 2 * n)
-    y, logits, cache = winograd.winograd_forward(x, w, b, pads, activation, algorithm,
-                                                 block_bytes=block_bytes)
-    y_all, logits_all, cache_all = winograd.winograd_forward(x, w, b, pads, activation,
-                                                             algorithm, block_bytes=None)
-    np.testing.assert_array_equal(cache.v[:, :t], cache_all.v[:, :t])
-    np.testing.assert_allclose(y, y_all, rtol=1e-13, atol=1e-13)
-    if activation == 2:
-        np.testing.assert_allclose(logits, logits_all, rtol=1e-13, atol=1e-13)
-    z_ref = reference.conv2d_forward(x, w, b, (1, 1), geometry[1])
-    np.testing.assert_allclose(logits if activation == 2 else y,
-                               z_ref if activation != 1 else np.maximum(z_ref, 0),
-                               rtol=1e-10, atol=1e-10)
-    y_inf, logits_inf = winograd.conv3x3_winograd(x, w, b, pads, activation, activation == 2,
-                                                  algorithm=algorithm, block_bytes=block_bytes)
-    np.testing.assert_allclose(y_inf, y_all, rtol=1e-13, atol=1e-13)
-    if activation == 2:
-        np.testing.assert_allclose(logits_inf, logits_all, rtol=1e-13, atol=1e-13)
-    dz = np.random.default_rng(seed + 1).standard_normal(y.shape)
-    for got, want in zip(winograd.winograd_backward(dz, cache, from_logits=True),
-                         winograd.winograd_backward(dz, cache_all, from_logits=True)):
-        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    with fused_passes(False):       # (F4's fused passes take no blocks)
+        x, w, b, pads = conv3x3_case(geometry, seed)
+        n = x.shape[0]
+        x = np.concatenate([x, x[::-1] * 0.5])                  # 2 to 6 images
+        h_out, w_out, _, _, t = winograd._output_tiles(x.shape, pads, algorithm.m)
+        per_image = winograd.winograd_workspace_per_image(h_out, w_out, *w.shape[2:], 8, algorithm)
+        block_bytes = images * per_image
+        assert winograd.images_per_block(2 * n, (h_out, w_out), w.shape[2:], 8, algorithm,
+                                         block_bytes) == min(images, 2 * n)
+        y, logits, cache = winograd.winograd_forward(x, w, b, pads, activation, algorithm,
+                                                     block_bytes=block_bytes)
+        y_all, logits_all, cache_all = winograd.winograd_forward(x, w, b, pads, activation,
+                                                                 algorithm, block_bytes=None)
+        np.testing.assert_array_equal(cache.v[:, :t], cache_all.v[:, :t])
+        np.testing.assert_allclose(y, y_all, rtol=1e-13, atol=1e-13)
+        if activation == 2:
+            np.testing.assert_allclose(logits, logits_all, rtol=1e-13, atol=1e-13)
+        z_ref = reference.conv2d_forward(x, w, b, (1, 1), geometry[1])
+        np.testing.assert_allclose(logits if activation == 2 else y,
+                                   z_ref if activation != 1 else np.maximum(z_ref, 0),
+                                   rtol=1e-10, atol=1e-10)
+        y_inf, logits_inf = winograd.conv3x3_winograd(x, w, b, pads, activation, activation == 2,
+                                                      algorithm=algorithm, block_bytes=block_bytes)
+        np.testing.assert_allclose(y_inf, y_all, rtol=1e-13, atol=1e-13)
+        if activation == 2:
+            np.testing.assert_allclose(logits_inf, logits_all, rtol=1e-13, atol=1e-13)
+        dz = np.random.default_rng(seed + 1).standard_normal(y.shape)
+        for got, want in zip(winograd.winograd_backward(dz, cache, from_logits=True),
+                             winograd.winograd_backward(dz, cache_all, from_logits=True)):
+            np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
 
 
 def test_a_block_holds_the_images_whose_workspace_fits_and_at_least_one():

@@ -1,7 +1,5 @@
 """What only Winograd's F(4x4, 3x3) needs tested (the rest, with F(2x2, 3x3): test_winograd.py):
 its transforms, its float32 rounding, its border tiles."""
-import contextlib
-
 import numba
 import numpy as np
 import pytest
@@ -14,7 +12,7 @@ from minicnn.kernels.winograd4 import F4
 from minicnn.shapes import window_2d
 
 import reference
-from strategies import conv3x3_case, conv3x3_geometries
+from strategies import conv3x3_case, conv3x3_geometries, fused_passes
 
 
 @given(conv3x3_geometries(), st.integers(0, 2 ** 32 - 1))
@@ -140,18 +138,6 @@ def test_only_poolings_that_tile_the_output_from_its_corner_go_into_the_transfor
                          pool=Pooling((2, 2), (2, 2)))
 
 
-@contextlib.contextmanager
-def fused_passes(on):
-    """The fused passes allowed (where runs_fused says) or not (blocks, as without a BLAS the
-    kernels can call)."""
-    before = blas.AVAILABLE
-    blas.AVAILABLE = on and before
-    try:
-        yield
-    finally:
-        blas.AVAILABLE = before
-
-
 def enough_images(x):
     """x's images repeated (scaled) until every thread gets one: runs_fused's condition."""
     copies = -(-max(2, numba.get_num_threads()) // x.shape[0])
@@ -229,3 +215,22 @@ def test_the_passes_run_fused_only_where_they_pay_and_can():
         assert not fuses(threads - 1, (32, 64), np.float32, F4)             # a thread idle
     with fused_passes(False):
         assert not fuses(max(threads, 2), (32, 64), np.float32, F4)
+
+
+@pytest.mark.skipif(not blas.AVAILABLE, reason="no BLAS the kernels can call")
+@given(geometry=conv3x3_geometries(), activation=st.sampled_from(["linear", "relu", "sigmoid"]),
+       seed=st.integers(0, 2 ** 32 - 1))
+def test_a_conv2d_whose_passes_run_fused_passes_the_gradient_check(geometry, activation, seed):
+    from minicnn import gradcheck, layers
+
+    x_shape, padding, c_out = geometry
+    x = enough_images(np.random.default_rng(seed).standard_normal(x_shape))
+    assert winograd.runs_fused(x.shape[0], (x_shape[3], c_out), x.dtype, F4)
+    previous, previous_tile = layers.set_winograd_min_channels(1), layers.set_winograd_tile(4)
+    try:
+        layer = layers.Conv2D(c_out, 3, padding=padding, activation=activation)
+        result = gradcheck.check_layer(layer, x, seed=seed % 1000)
+    finally:
+        layers.set_winograd_min_channels(previous)
+        layers.set_winograd_tile(previous_tile)
+    assert result.max_error < 1e-6, result
