@@ -6,6 +6,7 @@ from hypothesis import given, strategies as st
 import minicnn as mc
 from minicnn import gradcheck, layers, optimizers
 from minicnn.applications import lecture
+from minicnn.kernels import blas
 
 
 @pytest.fixture(autouse=True)
@@ -320,12 +321,14 @@ def test_a_winograd_convolution_that_pools_in_its_output_pass_predicts_the_same_
     np.testing.assert_array_equal(fused, apart)
 
 
-def test_the_lecture_cnn_pools_in_the_output_pass_of_each_winograd_convolution():
+def test_the_lecture_cnn_pools_in_the_output_pass_of_each_convolution():
+    # the first in im2col's bands (minicnn.kernels.im2col_bands), the others in F(4x4)'s
+    # output transform
     model = lecture.cnn(seed=0)
     convs = [layer for layer in model.layers if isinstance(layer, layers.Conv2D)]
     pooled = [conv.pools(model.layers[model.layers.index(conv) + 1]) for conv in convs]
     assert [conv.plan.inference.name for conv in convs] == ["im2col"] + ["winograd4"] * 3
-    assert pooled == [False, True, True, True]
+    assert pooled == [blas.AVAILABLE, True, True, True]
 
 
 def test_labels_may_be_n_or_n_by_1():

@@ -23,6 +23,7 @@ import numpy as np
 from minicnn.kernels.elementwise import bias_activation, layer_dz_and_db
 from minicnn.kernels.geometry import window_output_size
 from minicnn.kernels.im2col import col2im, im2col
+from minicnn.kernels.im2col_bands import conv2d_bands, runs_in_bands
 from minicnn.kernels.winograd4 import F4
 from minicnn.kernels.winograd import (
     WinogradCache,
@@ -122,31 +123,36 @@ def conv2d_inference(x, kernel, bias, strides, pads, activation=0, max_workspace
     3x3 stride-1 kernels with at least winograd_min_channels input channels are computed
     by Winograd's F(4x4, 3x3) (algorithm F4, minicnn.kernels.winograd4: one np.matmul of 36
     products per micro-batch, 4x fewer multiply-adds), or F(2x2, 3x3) (F2,
-    minicnn.kernels.winograd: 16 products, 2.25x fewer); the others by im2col and one
-    matrix product per micro-batch.
+    minicnn.kernels.winograd: 16 products, 2.25x fewer); the others by im2col, in bands of
+    output rows whose patches and products stay in a core's cache where runs_in_bands
+    holds (minicnn.kernels.im2col_bands: no workspace), else one matrix product per
+    micro-batch.
 
     Memory: one workspace of at most max(max_workspace, one image's share) bytes, reused
     for every micro-batch, instead of the whole batch's patches (1 GB for VGG16's
     block1_conv2 at batch 20).
 
-    pool: a minicnn.kernels.winograd.Pooling of the output for Winograd's output transform
-    to compute in the same pass (conv3x3_winograd's pool; the convolution must be one that
-    Winograd computes and algorithm.pools the pooling): y is then the pooled output.
+    pool: a minicnn.kernels.winograd.Pooling of the output for the output pass to compute
+    as well (conv3x3_winograd's or conv2d_bands's pool; the convolution must be one that
+    Winograd, or im2col in bands, computes, and the pooling one it pools: algorithm.pools,
+    im2col_bands.pools): y is then the pooled output.
     """
     chunk, per_image, winograd, (n, h_out, w_out, c_out) = micro_batches(
         x.shape, kernel.shape, strides, pads, activation, x.dtype.itemsize, max_workspace,
         winograd_min_channels, algorithm)
+    keep_logits = activation == 2
+    if not winograd and runs_in_bands(kernel.shape, activation, x.dtype):
+        return conv2d_bands(x, kernel, bias, strides, pads, activation, keep_logits, pool)
     if pool is not None:
         if not winograd:
-            raise ValueError(f"conv2d_inference: only Winograd computes a pooling in its "
-                             f"output transform; kernel {kernel.shape[:2]}, strides "
-                             f"{tuple(strides)}, {kernel.shape[2]} input channels are im2col's")
+            raise ValueError(f"conv2d_inference: a pooling in the output pass needs Winograd "
+                             f"or im2col's bands (runs_in_bands); kernel {kernel.shape}, "
+                             f"strides {tuple(strides)}, dtype {x.dtype} have neither")
         h_out, w_out = pool.out_hw
     fused = winograd and runs_fused(chunk, kernel.shape[2:], x.dtype, algorithm)
     if winograd and not fused:  # within that, blocks of images that stay in the cache
         chunk = images_per_block(chunk, (h_out, w_out), kernel.shape[2:], x.dtype.itemsize,
                                  algorithm)
-    keep_logits = activation == 2
     if not winograd and chunk >= n:
         y, logits, _ = conv2d_forward(x, kernel, bias, strides, pads, activation, keep_cache=False)
         return y, logits

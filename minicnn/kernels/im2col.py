@@ -23,25 +23,32 @@ from minicnn.kernels.geometry import window_output_size
 
 
 
+@njit(cache=True, nogil=True, inline="always")
+def patch_row(x, img, i, k_h, k_w, s_h, s_w, pad_top, pad_left, w_out, cols, row0):
+    """The patches of output row i of image img into cols[row0:row0 + W_out]: row
+    row0 + j holds patch (i, j), zeros outside X. Shared by im2col and the banded
+    convolution (minicnn.kernels.im2col_bands)."""
+    h, w, c = x.shape[1], x.shape[2], x.shape[3]
+    for j in range(w_out):
+        row = row0 + j
+        for p in range(k_h):
+            ih = i * s_h - pad_top + p
+            for q in range(k_w):
+                iw = j * s_w - pad_left + q
+                base = (p * k_w + q) * c
+                if 0 <= ih < h and 0 <= iw < w:
+                    for ch in range(c):
+                        cols[row, base + ch] = x[img, ih, iw, ch]
+                else:
+                    for ch in range(c):
+                        cols[row, base + ch] = 0.0
+
+
 @njit(parallel=True, cache=True, nogil=True)
 def _im2col(x, k_h, k_w, s_h, s_w, pad_top, pad_left, h_out, w_out, cols):
-    n, h, w, c = x.shape
-    for r in prange(n * h_out):           # one output row (n, i) per task
-        img = r // h_out
-        i = r % h_out
-        for j in range(w_out):
-            row = r * w_out + j
-            for p in range(k_h):
-                ih = i * s_h - pad_top + p
-                for q in range(k_w):
-                    iw = j * s_w - pad_left + q
-                    base = (p * k_w + q) * c
-                    if 0 <= ih < h and 0 <= iw < w:
-                        for ch in range(c):
-                            cols[row, base + ch] = x[img, ih, iw, ch]
-                    else:
-                        for ch in range(c):
-                            cols[row, base + ch] = 0.0
+    for r in prange(x.shape[0] * h_out):           # one output row (n, i) per task
+        patch_row(x, r // h_out, r % h_out, k_h, k_w, s_h, s_w, pad_top, pad_left, w_out,
+                  cols, r * w_out)
     return cols
 
 

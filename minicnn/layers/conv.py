@@ -147,10 +147,11 @@ class Conv2D(KernelLayer):
     def pools(self, pooling) -> bool:
         """Whether forward_pooled runs this layer and `pooling`, the MaxPooling2D right after
         it, in one pass at inference: the inference algorithm computes the pooling in its
-        output transform (Winograd's F(4x4, 3x3), windows that tile the output from its
-        corner: every 2x2 pooling of the lecture's CNN and of VGG16)."""
+        output pass (Winograd's F(4x4, 3x3)'s output transform, or im2col's bands for a
+        small kernel: minicnn.kernels.im2col_bands), for windows that tile the output from
+        its corner: every 2x2 pooling of the lecture's CNN and of VGG16."""
         pool_size, strides, pads, _ = pooling.window()
-        return self.plan.inference.pools(pool_size, strides, pads)
+        return self.plan.inference.pools(pool_size, strides, pads, self.kernel.shape)
 
     def forward_pooled(self, x, pooling):
         """Inference through this linear or ReLU layer and the pooling after it (pools()
@@ -162,7 +163,7 @@ class Conv2D(KernelLayer):
         self._cache = self._forward_algorithm = None
         pooling.forget()
         return self.plan.inference.forward_pooled(
-            x, self.kernel, self.bias, self._activation_code, self._pads,
+            x, self.kernel, self.bias, self.strides, self._activation_code, self._pads,
             Pooling(pool_size, out_hw), self.plan.workspace_limit)
 
     def backward_from_dz(self, dz, db, need_dx=True):

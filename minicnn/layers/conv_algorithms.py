@@ -51,6 +51,8 @@ from minicnn.kernels.conv import (
     conv2d_inference,
     micro_batches,
 )
+from minicnn.kernels import im2col_bands
+from minicnn.kernels.pooling import maxpool_bias_activation
 from minicnn.kernels.winograd import F2, winograd_backward, winograd_forward, \
     winograd_workspace_per_image
 from minicnn.kernels.winograd4 import F4
@@ -165,12 +167,14 @@ class ConvAlgorithm:
                                           workspace_limit, min_channels, tile)
         return self._forward_whole(x, kernel, bias, strides, pads, activation)
 
-    def pools(self, pool_size, strides, pads) -> bool:
-        """Whether forward_pooled computes this max-pooling of the output in the same pass
-        (pads: the pooling's (P_top, P_bottom, P_left, P_right))."""
+    def pools(self, pool_size, strides, pads, kernel_shape) -> bool:
+        """Whether forward_pooled computes this max-pooling of the output of a convolution
+        with this kernel (K_h, K_w, C_in, C_out) in the same pass (pads: the pooling's
+        (P_top, P_bottom, P_left, P_right))."""
         return False
 
-    def forward_pooled(self, x, kernel, bias, activation, conv_pads, pool, workspace_limit):
+    def forward_pooled(self, x, kernel, bias, strides, activation, conv_pads, pool,
+                       workspace_limit):
         """Inference into a max-pooling (pools() holds; activation linear or relu):
         act(maxpool(conv(X)) + b), the convolution's output never written. pool: a
         minicnn.kernels.winograd.Pooling."""
@@ -198,6 +202,21 @@ class Im2Col(ConvAlgorithm):
 
     def _kernel_choice(self):
         return None, F4                      # min channels None: never Winograd
+
+    def pools(self, pool_size, strides, pads, kernel_shape):
+        return im2col_bands.pools(pool_size, strides, pads, kernel_shape)
+
+    def forward_pooled(self, x, kernel, bias, strides, activation, conv_pads, pool,
+                       workspace_limit):
+        if im2col_bands.runs_in_bands(kernel.shape, activation, x.dtype):
+            return im2col_bands.conv2d_bands(x, kernel, bias, strides, conv_pads, activation,
+                                             pool=pool)[0]
+        # (a dtype the bands do not take) Z, then the pooling with the bias and activation
+        z, _ = conv2d_inference(x, kernel, None, strides, conv_pads, 0, workspace_limit, None)
+        size = pool.size
+        after = (0, max(pool.out_hw[0] * size[0] - z.shape[1], 0),
+                 0, max(pool.out_hw[1] * size[1] - z.shape[2], 0))
+        return maxpool_bias_activation(z, size, size, after, bias, activation)
 
     def _forward_whole(self, x, kernel, bias, strides, pads, activation):
         return conv2d_forward(x, kernel, bias, strides, pads, activation, keep_cache=True)
@@ -231,10 +250,11 @@ class Winograd(ConvAlgorithm):
     def _kernel_choice(self):
         return 1, self.tile                  # from one channel on: every supported kernel
 
-    def pools(self, pool_size, strides, pads):
+    def pools(self, pool_size, strides, pads, kernel_shape):
         return self.tile.pools(pool_size, strides, pads)
 
-    def forward_pooled(self, x, kernel, bias, activation, conv_pads, pool, workspace_limit):
+    def forward_pooled(self, x, kernel, bias, strides, activation, conv_pads, pool,
+                       workspace_limit):
         min_channels, tile = self._kernel_choice()
         y, _ = conv2d_inference(x, kernel, bias, (1, 1), conv_pads, activation,
                                 workspace_limit, min_channels, tile, pool=pool)
