@@ -174,7 +174,17 @@ def sgemm(n=2048, repeats=5):
         t0 = time.perf_counter()
         np.matmul(a, b)
         rates.append(2 * n ** 3 / (time.perf_counter() - t0) / 1e9)
-    return {"n": n, "gflops_runs": rates, "gflops_median": statistics.median(rates)}
+    return {"n": n, "gflops_runs": rates, "gflops_median": statistics.median(rates),
+            "openblas_core": openblas_core()}
+
+
+def openblas_core():
+    """The kernels ("core") NumPy's OpenBLAS runs in this process, or None."""
+    try:
+        from minicnn import runtime
+    except ImportError:
+        return None
+    return runtime.openblas_core()
 
 
 def random_batch(batch, input_shape, seed=DATA_SEED):
@@ -198,7 +208,8 @@ def thread_env():
     """Thread-related environment variables that are set (they change the results)."""
     names = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME",
              "OPENBLAS_NUM_THREADS", "OPENBLAS_THREAD_TIMEOUT", "MKL_NUM_THREADS",
-             "NUMBA_NUM_THREADS", "NUMBA_THREADING_LAYER")
+             "NUMBA_NUM_THREADS", "NUMBA_THREADING_LAYER", "OPENBLAS_CORETYPE",
+             "OPENBLAS_L2_SIZE")
     return {k: os.environ[k] for k in names if k in os.environ}
 
 
@@ -384,7 +395,7 @@ def load_average():
 
 
 def machine_info():
-    model, flags, mem = "unknown", set(), None
+    model, flags, mem, ids = "unknown", set(), None, {}
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
@@ -394,6 +405,8 @@ def machine_info():
                     model = value.strip()
                 elif key == "flags" and not flags:
                     flags = set(value.split())
+                elif key in ("cpu family", "model") and key not in ids:
+                    ids[key] = value.strip()
     except OSError:
         pass
     try:
@@ -407,6 +420,8 @@ def machine_info():
         usable = len(os.sched_getaffinity(0))
     except AttributeError:
         usable = os.cpu_count()
+    if len(ids) == 2:
+        model += f" (family {ids['cpu family']} model {ids['model']})"
     return {"cpu_model": model, "logical_cpus": os.cpu_count(), "usable_cpus": usable,
             "memory_gib": mem,
             "simd": " ".join(s for s in ("avx2", "fma", "avx512f", "avx512_bf16", "amx_tile")
@@ -481,7 +496,12 @@ def sgemm_lines(sgemm_rates):
         return []
     parts = [f"{k} {sgemm_rates[k]['gflops_median']:.1f} GFLOP/s" for k in ("before", "after")
              if k in sgemm_rates]
-    return ["sgemm (np.matmul 2048x2048 float32, median of 5): " + ", ".join(parts)]
+    core = next((r.get("openblas_core") for r in sgemm_rates.values() if r.get("openblas_core")),
+                None)
+    kernels = f"; OpenBLAS's {core} kernels" if core else ""
+    forced = os.environ.get("OPENBLAS_CORETYPE")
+    kernels += f" (OPENBLAS_CORETYPE={forced})" if forced else ""
+    return ["sgemm (np.matmul 2048x2048 float32, median of 5): " + ", ".join(parts) + kernels]
 
 
 def note_lines(notes):

@@ -31,6 +31,8 @@ import time
 
 import numpy as np
 
+from minicnn import runtime
+
 # Methods through which a model's step runs a layer, and the phase each belongs to.
 TIMED = {"forward": "forward", "forward_before_pooling": "forward", "forward_pooled": "forward",
          "forward_after_conv": "forward", "backward": "backward",
@@ -209,8 +211,11 @@ def format_profile(result: Profile) -> str:
 
     head = (f"{'Layer (type)':<32} {'Output shape':<21} {'fwd ms':>7} {'bwd ms':>7} "
             f"{'GFLOP':>7} {'fwd GFLOP/s':>11} {'bwd GFLOP/s':>11} {'% sgemm':>11}")
+    core = runtime.OPENBLAS_CORE
+    kernels = f" (OpenBLAS's {core} kernels)" if core else ""
     lines = [f"{result.mode}, batch {result.batch}: median of {result.steps} steps; "
-             f"sgemm (float32 2048^3) {result.sgemm_gflops:.1f} GFLOP/s on this machine",
+             f"sgemm (float32 2048^3) {result.sgemm_gflops:.1f} GFLOP/s on this machine"
+             f"{kernels}",
              head, "-" * len(head)]
     total_flops = 0
     for r in result.layers:

@@ -32,6 +32,15 @@
    resident size then stays near its peak instead of shrinking between steps. Measured on
    2 cores: the lecture CNN's training step ~40 -> ~57 images/s, inference ~110 -> ~165.
    MINICNN_MALLOC=system leaves glibc's defaults alone.
+
+5. NumPy's OpenBLAS runs the kernels this CPU can run. OpenBLAS picks its kernels (its
+   "core") for the CPU when it loads, unless OPENBLAS_CORETYPE names one, and an older
+   OpenBLAS may not know a newer CPU. Kernels for an older instruction set run, correctly,
+   at a fraction of the speed: on a 2-core AMD EPYC with AVX-512, OPENBLAS_CORETYPE=Haswell
+   (AVX2) gives sgemm 254 against 475 GFLOP/s and the lecture CNN's training step 1.2x
+   its time. The core cannot be changed once OpenBLAS is loaded, and a value the user set
+   wins: minicnn warns once, naming the core, the CPU's instruction set, the cost and the
+   remedy, and runtime.settings() reports the core.
 """
 import ctypes
 import os
@@ -164,10 +173,89 @@ def _keep_freed_memory() -> bool:
     return bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES))
 
 
+# OpenBLAS's cores by the widest instruction set their kernels use (the names its
+# openblas_get_corename() returns, lower-cased); a core not listed is not judged.
+OPENBLAS_CORE_ISA = {
+    **dict.fromkeys(("skylakex", "cooperlake", "sapphirerapids"), "AVX-512"),
+    **dict.fromkeys(("haswell", "zen", "excavator", "dhyana"), "AVX2"),
+    **dict.fromkeys(("sandybridge", "bulldozer", "piledriver", "steamroller"), "AVX"),
+    **dict.fromkeys(("katmai", "coppermine", "northwood", "banias", "athlon", "prescott",
+                     "core2", "penryn", "dunnington", "nehalem", "atom", "opteron",
+                     "opteron_sse3", "barcelona", "bobcat", "nano"), "SSE"),
+}
+ISA_RANK = {"SSE": 0, "AVX": 1, "AVX2": 2, "AVX-512": 3}
+# the core to name in the remedy, for the CPU's instruction set
+CORE_FOR_ISA = {"AVX-512": "SkylakeX", "AVX2": "Haswell", "AVX": "Sandybridge"}
+SLOW_KERNELS_COST = ("on a 2-core AMD EPYC with AVX-512, Haswell's kernels ran sgemm at 254 "
+                     "against 475 GFLOP/s and the lecture CNN's training step in 1.2x its time")
+
+
+def cpu_isa(features=None) -> str | None:
+    """The widest of OpenBLAS's instruction sets that this CPU runs (x86), or None."""
+    if features is None:
+        try:
+            import llvmlite.binding as llvm
+            features = {name for name, on in llvm.get_host_cpu_features().items() if on}
+        except Exception:                                # noqa: BLE001  (no answer: no judgement)
+            return None
+    if {"avx512f", "avx512bw", "avx512dq", "avx512vl"} <= features:
+        return "AVX-512"
+    if {"avx2", "fma"} <= features:
+        return "AVX2"
+    if "avx" in features:
+        return "AVX"
+    return "SSE" if "sse3" in features else None
+
+
+def openblas_core() -> str | None:
+    """The core the OpenBLAS NumPy loaded runs ("SkylakeX", "Haswell", ...), or None."""
+    for path in loaded_openblas():
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for name in ("scipy_openblas_get_corename64_", "openblas_get_corename64_",
+                     "scipy_openblas_get_corename", "openblas_get_corename"):
+            function = getattr(lib, name, None)
+            if function is not None:
+                function.restype = ctypes.c_char_p
+                core = function()
+                return core.decode() if core else None
+    return None
+
+
+def slow_kernels_message(core: str | None, isa: str | None,
+                         forced: str | None) -> str | None:
+    """The warning for OpenBLAS kernels older than the CPU's instruction set, or None."""
+    core_isa = OPENBLAS_CORE_ISA.get((core or "").lower())
+    if core_isa is None or isa is None or ISA_RANK[core_isa] >= ISA_RANK[isa]:
+        return None
+    if forced:
+        remedy = (f"OPENBLAS_CORETYPE={forced} is set in the environment: unset it (or set "
+                  f"OPENBLAS_CORETYPE={CORE_FOR_ISA[isa]}) before Python starts")
+    else:
+        remedy = (f"set OPENBLAS_CORETYPE={CORE_FOR_ISA[isa]} before Python starts, or use a "
+                  f"newer NumPy (its OpenBLAS may not know this CPU)")
+    return (f"minicnn: NumPy's OpenBLAS runs its {core} kernels ({core_isa}) on a CPU with "
+            f"{isa}, so every matrix product runs slower than it could ({SLOW_KERNELS_COST}); "
+            f"{remedy}.")
+
+
+def _check_blas_kernels() -> str | None:
+    """The OpenBLAS core in use; warns once when it is older than the CPU."""
+    import numpy  # noqa: F401  (OpenBLAS loads with NumPy, after the settings above)
+    core = openblas_core()
+    message = slow_kernels_message(core, cpu_isa(), os.environ.get("OPENBLAS_CORETYPE"))
+    if message:
+        warnings.warn(message, RuntimeWarning, stacklevel=3)
+    return core
+
+
 _OMP_OURS, _BLAS_OURS = _wait_passively()
 BLAS_THREAD_TIMEOUT = _apply_to_loaded_blas(_BLAS_OURS)
 OPENMP = _own_openmp(_OMP_OURS)
 MALLOC_TUNED = _keep_freed_memory()
+OPENBLAS_CORE = _check_blas_kernels()
 
 
 def settings() -> dict:
@@ -176,4 +264,6 @@ def settings() -> dict:
             "OPENBLAS_THREAD_TIMEOUT": os.environ.get("OPENBLAS_THREAD_TIMEOUT"),
             "openblas_thread_timeout_applied": BLAS_THREAD_TIMEOUT,
             "numba_openmp": OPENMP,
-            "malloc_tuned": MALLOC_TUNED}
+            "malloc_tuned": MALLOC_TUNED,
+            "openblas_core": OPENBLAS_CORE,
+            "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE")}

@@ -4,6 +4,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 SPY = r"""
 import builtins, json, os, sys
 seen = {}
@@ -68,7 +70,7 @@ print(json.dumps(report))
 
 def _first(what, env=None):
     clean = {k: v for k, v in os.environ.items()
-             if k not in ("OPENBLAS_THREAD_TIMEOUT", "OMP_WAIT_POLICY")}
+             if k not in ("OPENBLAS_THREAD_TIMEOUT", "OMP_WAIT_POLICY", "OPENBLAS_CORETYPE")}
     done = subprocess.run([sys.executable, "-c", FIRST, what], env={**clean, **(env or {})},
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
@@ -100,3 +102,66 @@ def test_a_user_setting_is_not_overridden_when_numpy_came_first():
     assert report["openblas_thread_timeout_applied"] == "user"
     assert report["numba_openmp"] == "user"
     assert report["timeout_in_openblas"] == 20
+
+
+# NumPy's OpenBLAS on kernels older than the CPU: told once, with the cost and the remedy.
+def test_kernels_older_than_the_cpu_are_named_with_their_cost_and_remedy():
+    from minicnn import runtime
+    forced = runtime.slow_kernels_message("Haswell", "AVX-512", forced="Haswell")
+    assert "Haswell kernels (AVX2) on a CPU with AVX-512" in forced
+    assert "OPENBLAS_CORETYPE=Haswell is set" in forced and "OPENBLAS_CORETYPE=SkylakeX" in forced
+    assert "GFLOP/s" in forced                                    # what it costs
+    detected = runtime.slow_kernels_message("Sandybridge", "AVX2", forced=None)
+    assert "set OPENBLAS_CORETYPE=Haswell" in detected and "newer NumPy" in detected
+
+
+def test_kernels_that_match_the_cpu_or_are_unknown_say_nothing():
+    from minicnn import runtime
+    assert runtime.slow_kernels_message("SkylakeX", "AVX-512", forced=None) is None
+    assert runtime.slow_kernels_message("Haswell", "AVX2", forced="Haswell") is None
+    assert runtime.slow_kernels_message("SkylakeX", "AVX2", forced="SkylakeX") is None
+    assert runtime.slow_kernels_message("NeoverseN1", "AVX-512", forced=None) is None
+    assert runtime.slow_kernels_message(None, "AVX-512", forced=None) is None
+    assert runtime.slow_kernels_message("Haswell", None, forced=None) is None
+
+
+def test_the_cpu_s_instruction_set_from_its_features():
+    from minicnn import runtime
+    avx2 = {"sse3", "avx", "avx2", "fma"}
+    assert runtime.cpu_isa(avx2 | {"avx512f", "avx512bw", "avx512dq", "avx512vl"}) == "AVX-512"
+    assert runtime.cpu_isa(avx2 | {"avx512f"}) == "AVX2"          # SkylakeX needs BW/DQ/VL
+    assert runtime.cpu_isa(avx2) == "AVX2"
+    assert runtime.cpu_isa({"sse3", "avx"}) == "AVX"
+    assert runtime.cpu_isa({"sse3"}) == "SSE"
+    assert runtime.cpu_isa({"neon"}) is None
+
+
+CORE = r"""
+import json, warnings
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    import minicnn
+from minicnn import runtime
+print(json.dumps({"core": runtime.settings()["openblas_core"], "isa": runtime.cpu_isa(),
+                  "warnings": [str(w.message) for w in caught
+                               if "OPENBLAS_CORETYPE" in str(w.message)]}))
+"""
+
+
+def _import_with_core(core):
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_CORETYPE"}
+    done = subprocess.run([sys.executable, "-c", CORE], env={**env, "OPENBLAS_CORETYPE": core},
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_a_forced_older_core_is_reported_and_warned_about_once():
+    report = _import_with_core("Nehalem")                  # SSE4.2: older than any x86-64 today
+    if report["core"] is None:
+        pytest.skip("NumPy's BLAS is not an OpenBLAS that names its kernels")
+    if report["isa"] in (None, "SSE") or report["core"].lower() != "nehalem":
+        pytest.skip(f"not an x86 CPU beyond SSE, or this OpenBLAS lacks Nehalem: {report}")
+    assert len(report["warnings"]) == 1
+    assert "Nehalem kernels (SSE)" in report["warnings"][0]
+    assert "OPENBLAS_CORETYPE=Nehalem is set" in report["warnings"][0]
