@@ -27,6 +27,21 @@ def test_auto_takes_winograd_for_3x3_stride_1_kernels_over_enough_channels():
     assert conv(activation="softmax").plan.describe() == "im2col"
 
 
+def test_auto_takes_im2col_at_inference_for_outputs_of_at_most_9x9_pixels():
+    def built(h, w, **kwargs):
+        layer = layers.Conv2D(8, 3, activation="relu", **kwargs)
+        layer.build((None, h + 2, w + 2, 32))
+        return layer
+    assert conv_algorithms.SMALL_OUTPUT_PIXELS == 81
+    assert built(9, 9).plan.describe() == "winograd4 (training), im2col (inference)"
+    assert built(27, 3).plan.describe() == "winograd4 (training), im2col (inference)"
+    assert built(10, 9).plan.describe() == "winograd4"          # 90 pixels: Winograd
+    assert built(9, 9, algorithm="winograd4").plan.describe() == "winograd4"   # asked for
+    same = built(9, 9, algorithm="winograd4")
+    same.algorithm = "auto"                                     # re-planned with its output
+    assert same.plan.inference is ALGORITHMS["im2col"]
+
+
 def test_the_settings_apply_to_the_layers_built_under_them_only():
     before = conv()
     with conv_settings(winograd_tile=2, workspace_limit=2 ** 20) as settings:
@@ -83,7 +98,7 @@ def test_bad_algorithms_and_settings_are_refused_with_the_layer_named():
 
 
 def test_the_summary_shows_each_convolutions_algorithm():
-    base = mc.Sequential([layers.Conv2D(32, 3, activation="relu", input_shape=(10, 10, 3)),
+    base = mc.Sequential([layers.Conv2D(32, 3, activation="relu", input_shape=(14, 14, 3)),
                           layers.Conv2D(32, 3, activation="relu")], name="base")
     model = mc.Sequential([base, layers.Flatten(), layers.Dense(1, activation="sigmoid")])
     lines = []

@@ -145,13 +145,13 @@ def test_inference_and_training_take_their_own_threshold():
     # over 32 channels: Winograd only at inference with (64, 32), only in training with (32, 64)
     from minicnn.kernels import conv as conv_kernels
     calls = []
-    x = np.random.default_rng(0).random((2, 8, 8, 32), dtype=np.float32)
+    x = np.random.default_rng(0).random((2, 14, 14, 32), dtype=np.float32)
     original = conv_kernels.conv3x3_winograd
     conv_kernels.conv3x3_winograd = lambda *a, **k: calls.append("winograd") or original(*a, **k)
     try:
         with layers.conv_settings(winograd_min_channels=(64, 32)):
             layer = layers.Conv2D(4, 3, activation="relu")
-            layer.build((None, 8, 8, 32))
+            layer.build((None, 14, 14, 32))
         assert layer.plan.describe() == "im2col (training), winograd4 (inference)"
         inferred = layer.forward(x)
         assert calls == ["winograd"]

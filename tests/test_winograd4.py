@@ -169,16 +169,19 @@ def test_the_fused_passes_equal_the_passes_in_blocks_forward_and_backward(
         np.testing.assert_array_equal(cache.v[:, :t], cache_blocks.v[:, :t])
         dz = np.random.default_rng(seed + 1).standard_normal(yt.shape).astype(dtype)
         grads_blocks = winograd.winograd_backward(dz, cache_blocks, from_logits=True)  # V: dV
-    assert y.dtype == dtype
-    np.testing.assert_allclose(y, y_blocks, rtol=tolerance, atol=tolerance)
-    np.testing.assert_array_equal(yt, y)
-    np.testing.assert_allclose(yt, yt_blocks, rtol=tolerance, atol=tolerance)
-    if keep:
-        np.testing.assert_allclose(logits, logits_blocks, rtol=tolerance, atol=tolerance)
-        np.testing.assert_array_equal(logits_t, logits)
     z_ref = reference.conv2d_forward(x.astype(np.float64), w.astype(np.float64),
                                      b.astype(np.float64), (1, 1), geometry[1])
+    # BLAS kernels may round products of other row counts differently (OpenBLAS's Haswell
+    # kernels do), and the output transform carries that at the output's scale.
     scale = max(1.0, float(np.abs(z_ref).max()))
+    assert y.dtype == dtype
+    np.testing.assert_allclose(y, y_blocks, rtol=tolerance, atol=tolerance * scale)
+    np.testing.assert_array_equal(yt, y)
+    np.testing.assert_allclose(yt, yt_blocks, rtol=tolerance, atol=tolerance * scale)
+    if keep:
+        np.testing.assert_allclose(logits, logits_blocks, rtol=tolerance,
+                                   atol=tolerance * scale)
+        np.testing.assert_array_equal(logits_t, logits)
     np.testing.assert_allclose(logits if keep else y,
                                z_ref if activation != 1 else np.maximum(z_ref, 0),
                                rtol=tolerance, atol=tolerance * scale)

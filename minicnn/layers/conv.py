@@ -107,8 +107,9 @@ class Conv2D(KernelLayer):
         return output_shape
 
     def _make_plan(self):
+        out_hw = self.output_shape[1:3] if self.output_shape is not None else None
         self.plan = conv_algorithms.plan(self._algorithm, self.kernel.shape, self.strides,
-                                         self._activation_code, self._label())
+                                         self._activation_code, self._label(), out_hw=out_hw)
 
     def compute_output_shape(self, input_shape):
         self._require_rank(input_shape, 4, "(N, H, W, C_in)")
