@@ -13,8 +13,10 @@ from minicnn.layers import conv_algorithms
 from minicnn.layers.conv_algorithms import ALGORITHMS, Im2Col, conv_settings, current_settings
 
 
-def conv(c_in=32, k=3, strides=1, activation="relu", **kwargs):
-    layer = layers.Conv2D(8, k, strides=strides, activation=activation, **kwargs)
+def conv(c_in=32, k=3, strides=1, activation="relu", filters=256, **kwargs):
+    # 256 filters: a kernel over im2col_bands.BANDS_MAX_KERNEL_VALUES, which at inference
+    # would take im2col's bands whatever the settings
+    layer = layers.Conv2D(filters, k, strides=strides, activation=activation, **kwargs)
     layer.build((None, 12, 12, c_in))
     return layer
 
@@ -27,9 +29,16 @@ def test_auto_takes_winograd_for_3x3_stride_1_kernels_over_enough_channels():
     assert conv(activation="softmax").plan.describe() == "im2col"
 
 
+def test_auto_takes_im2col_at_inference_for_a_kernel_the_bands_take():
+    assert conv(filters=227).plan.describe() == "winograd4 (training), im2col (inference)"
+    assert conv(filters=228).plan.describe() == "winograd4"       # 3 x 3 x 32 x 228 > 64 K
+    assert conv(filters=8, activation="softmax").plan.describe() == "im2col"
+    assert conv(filters=8, algorithm="winograd4").plan.describe() == "winograd4"
+
+
 def test_auto_takes_im2col_at_inference_for_outputs_of_at_most_9x9_pixels():
     def built(h, w, **kwargs):
-        layer = layers.Conv2D(8, 3, activation="relu", **kwargs)
+        layer = layers.Conv2D(256, 3, activation="relu", **kwargs)
         layer.build((None, h + 2, w + 2, 32))
         return layer
     assert conv_algorithms.SMALL_OUTPUT_PIXELS == 81
@@ -99,7 +108,7 @@ def test_bad_algorithms_and_settings_are_refused_with_the_layer_named():
 
 def test_the_summary_shows_each_convolutions_algorithm():
     base = mc.Sequential([layers.Conv2D(32, 3, activation="relu", input_shape=(14, 14, 3)),
-                          layers.Conv2D(32, 3, activation="relu")], name="base")
+                          layers.Conv2D(256, 3, activation="relu")], name="base")
     model = mc.Sequential([base, layers.Flatten(), layers.Dense(1, activation="sigmoid")])
     lines = []
     model.summary(print_fn=lines.append, show_algorithms=True)

@@ -150,7 +150,7 @@ def test_inference_and_training_take_their_own_threshold():
     conv_kernels.conv3x3_winograd = lambda *a, **k: calls.append("winograd") or original(*a, **k)
     try:
         with layers.conv_settings(winograd_min_channels=(64, 32)):
-            layer = layers.Conv2D(4, 3, activation="relu")
+            layer = layers.Conv2D(256, 3, activation="relu")   # over the bands
             layer.build((None, 14, 14, 32))
         assert layer.plan.describe() == "im2col (training), winograd4 (inference)"
         inferred = layer.forward(x)

@@ -38,12 +38,18 @@ BAND_BYTES = 256 * 2 ** 10
 BANDS_MAX_KERNEL_VALUES = 64 * 2 ** 10
 
 
-def runs_in_bands(kernel_shape, activation, dtype):
-    """Whether conv2d_bands computes this convolution (else conv2d_forward)."""
+def fits_bands(kernel_shape, activation):
+    """Whether the bands take this kernel (K_h, K_w, C_in, C_out) and activation code, in
+    float32 and float64."""
     k_h, k_w, c_in, c_out = kernel_shape
     return (blas.AVAILABLE and activation in (0, 1, 2)
-            and np.dtype(dtype) in (np.float32, np.float64)
             and k_h * k_w * c_in * c_out <= BANDS_MAX_KERNEL_VALUES)
+
+
+def runs_in_bands(kernel_shape, activation, dtype):
+    """Whether conv2d_bands computes this convolution (else conv2d_forward)."""
+    return (fits_bands(kernel_shape, activation)
+            and np.dtype(dtype) in (np.float32, np.float64))
 
 
 def pools(pool_size, strides, pads, kernel_shape):

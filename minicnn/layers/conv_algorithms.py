@@ -19,11 +19,17 @@ The algorithms (ALGORITHMS, by name):
 linear, ReLU or sigmoid activation and at least `winograd_min_channels` input channels (32:
 with fewer, the products are too thin for BLAS to gain from the smaller count), else
 im2col; separately for training and for inference when winograd_min_channels is a pair.
-At inference an output of at most SMALL_OUTPUT_PIXELS pixels (9x9: VGG16's block5 at
-150x150) takes im2col: its few 4x4 tiles overlap the border and make each of the 36
-products a few rows tall. Measured at batch 20, 9x9x512 -> 512: im2col 28.4 ms against
-F(4x4)'s 43.1 on an Intel Xeon with AMX, 17.3 against 20.8 on an AMD EPYC with AVX-512;
-in training F(4x4) is level or ahead (48.8 against 51.4 ms), so training keeps it.
+At inference two kinds of convolution take im2col whatever the channels, where it is
+measured faster (training keeps Winograd: there F(4x4) was level or ahead):
+- a kernel im2col's bands take (minicnn.kernels.im2col_bands: at most 64 K values, the
+  lecture CNN's conv2d_1, VGG16's block1_conv2): each band's patches, product and
+  pooling stay in the core's cache, where F(4x4) goes through its tiles. On an AMD EPYC
+  with AVX-512 the lecture CNN's predict at batch 32 took 42 ms against 53, VGG16's
+  block1_conv2 at batch 20 87 against 106 ms.
+- an output of at most SMALL_OUTPUT_PIXELS pixels (9x9: VGG16's block5 at 150x150): its
+  few 4x4 tiles overlap the border and make each of the 36 products a few rows tall.
+  At batch 20, 9x9x512 -> 512: im2col 28.4 ms against F(4x4)'s 43.1 on an Intel Xeon
+  with AMX, 17.3 against 20.8 on the AMD EPYC.
 
 Whatever the algorithm, the layer keeps its workspace (im2col's matrix, Winograd's tiles)
 under `workspace_limit` bytes (256 MiB by default): at inference by micro-batches of
@@ -334,7 +340,8 @@ def plan(requested, kernel_shape, strides, activation, label,
         return ALGORITHMS["im2col"]
 
     training, inference = (choose(c) for c in settings.winograd_min_channels)
-    if out_hw is not None and out_hw[0] * out_hw[1] <= SMALL_OUTPUT_PIXELS:
+    if ((out_hw is not None and out_hw[0] * out_hw[1] <= SMALL_OUTPUT_PIXELS)
+            or im2col_bands.fits_bands(kernel_shape, activation)):
         inference = ALGORITHMS["im2col"]
     return ConvPlan(training, inference, settings.workspace_limit)
 
